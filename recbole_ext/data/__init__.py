@@ -1,0 +1,68 @@
+"""Dataset creation with a clear error for missing files and plugin dataset classes.
+
+RecBole's ``create_dataset`` silently tries to download any dataset whose atomic files
+are missing (there is no network in many research clusters, and a typo in a dataset
+name should not trigger a download). Here the files are checked first, and a model
+listed in :data:`recbole_ext.registry.PLUGIN_DATASETS` gets its own dataset class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from recbole.data import create_dataset as recbole_create_dataset
+from recbole.data import data_preparation as recbole_data_preparation
+from recbole.utils import ModelType
+
+from recbole_ext.registry import get_dataset_class
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The atomic files of a dataset are not where the config says."""
+
+
+def required_files(config) -> list[Path]:
+    """Atomic files the config will read: the interaction file(s), plus KG files for KG models."""
+    root = Path(config["data_path"])
+    name = config["dataset"]
+    benchmark = config["benchmark_filename"]
+    if benchmark:
+        files = [root / f"{name}.{part}.inter" for part in benchmark]
+    else:
+        files = [root / f"{name}.inter"]
+    if config["MODEL_TYPE"] == ModelType.KNOWLEDGE:
+        files += [root / f"{name}.kg", root / f"{name}.link"]
+    return files
+
+
+def check_dataset_files(config) -> None:
+    """Raise :class:`DatasetNotFoundError` naming every missing file and how to create it."""
+    missing = [str(p) for p in required_files(config) if not p.is_file()]
+    if missing:
+        raise DatasetNotFoundError(
+            f"Dataset '{config['dataset']}' not found: missing {', '.join(missing)}. "
+            "Convert the raw data with `python -m dataset_atomic <format> --input RAW "
+            f"--output dataset/{config['dataset']}` (see dataset_atomic/README.md), or set "
+            "`data_path` to the folder that holds the dataset's directory."
+        )
+
+
+def create_dataset(config):
+    """RecBole's ``create_dataset`` after checking the files; plugin dataset classes first."""
+    check_dataset_files(config)
+    dataset_class = get_dataset_class(config["model"])
+    if dataset_class is not None:
+        return dataset_class(config)
+    return recbole_create_dataset(config)
+
+
+def data_preparation(config, dataset):
+    """Split and wrap ``dataset`` into train/valid/test dataloaders.
+
+    A plugin dataset may define ``data_preparation(config)`` for a protocol RecBole's
+    splitter cannot express; otherwise RecBole's is used.
+    """
+    custom = getattr(dataset, "data_preparation", None)
+    if callable(custom):
+        return custom(config)
+    return recbole_data_preparation(config, dataset)
