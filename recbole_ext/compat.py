@@ -208,6 +208,10 @@ class ExtTrainerMixin:
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if eval_data and load_best_model:
+            if not self.config["single_spec"]:
+                import torch.distributed as dist
+
+                dist.barrier()  # rank 0 writes the checkpoint the other ranks are about to read
             self.load_best_model(model_file)
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
 

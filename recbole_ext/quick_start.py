@@ -21,7 +21,7 @@ from recbole.utils import init_logger, init_seed, get_local_time
 
 from recbole_ext.compat import load_checkpoint, to_plain
 from recbole_ext.config import Config
-from recbole_ext.data import create_dataset, data_preparation
+from recbole_ext.data import check_dataset_files, create_dataset, data_preparation
 from recbole_ext.registry import get_model, get_trainer
 
 RESULT_KEYS = ("model", "best_valid_score", "valid_score_bigger", "best_valid_result", "test_result")
@@ -58,11 +58,12 @@ def run_recbole_ext(model: str | None = None, dataset: str | None = None,
     start = time.perf_counter()
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list,
                     config_dict=config_dict, preset=preset)
+    check_dataset_files(config)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
-    logger.info("recbole-ext config layers (lowest first): RecBole defaults, "
-                + ", ".join(config.loaded_files) + ", config_dict")
+    logger.info("config layers, lowest first: " + " < ".join(
+        ["RecBole defaults", *config.loaded_files, "config_dict/command line"]))
     logger.info(config)
 
     dataset_obj = create_dataset(config)
