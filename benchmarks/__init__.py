@@ -1,0 +1,1 @@
+"""Reproduction and speed harness (not tests): ``python -m benchmarks <suite> [--quick]``."""

@@ -1,0 +1,128 @@
+"""Shared pieces of the benchmark suites: resumable result store, runs, data conversion."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+RAW_DATA = Path(os.environ.get("RECBOLE_EXT_RAW_DATA", REPO_ROOT.parent / "shared" / "data" / "raw"))
+DATASET_DIR = REPO_ROOT / "dataset"
+
+
+def use_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+class ResultStore:
+    """Results of one suite, saved as JSON after every run so an interrupted suite resumes.
+
+    Args:
+        suite: suite name; files are ``benchmarks/results/<suite>[_quick].*``.
+        quick: the quick size writes separate files from the full size.
+        resume: keep the records of an earlier run (False starts afresh).
+    """
+
+    def __init__(self, suite: str, quick: bool = False, resume: bool = True) -> None:
+        self.stem = f"{suite}_quick" if quick else suite
+        self.json_path = RESULTS_DIR / f"{self.stem}.json"
+        self.records: dict[str, dict] = {}
+        if resume and self.json_path.is_file():
+            self.records = json.loads(self.json_path.read_text())["records"]
+
+    def done(self, key: str) -> bool:
+        return key in self.records
+
+    def add(self, key: str, record: dict) -> None:
+        self.records[key] = record
+        self._save()
+        print(f"[{self.stem}] {len(self.records)} runs recorded; last: {key}", flush=True)
+
+    def path(self, name: str) -> Path:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        return RESULTS_DIR / name
+
+    def _save(self) -> None:
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        tmp = self.json_path.with_suffix(".json.tmp")
+        payload = {"suite": self.stem, "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
+                   "records": self.records}
+        tmp.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, self.json_path)
+
+    def write_markdown(self, title: str, header: list[str], rows: Iterable[list[Any]],
+                       notes: str = "") -> Path:
+        """Write ``<stem>.md``: a title, a table and free-text notes (commands, caveats)."""
+        lines = [f"# {title}", "", "| " + " | ".join(header) + " |",
+                 "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(_fmt(cell) for cell in row) + " |" for row in rows]
+        if notes:
+            lines += ["", notes.strip()]
+        path = self.path(f"{self.stem}.md")
+        path.write_text("\n".join(lines) + "\n")
+        print(f"[{self.stem}] wrote {path.relative_to(REPO_ROOT)}", flush=True)
+        return path
+
+
+def _fmt(cell: Any) -> str:
+    if isinstance(cell, float):
+        return f"{cell:.4f}"
+    return "" if cell is None else str(cell)
+
+
+def mean_std(values: list[float]) -> str:
+    """``0.8990 ± 0.0060`` (population std over seeds); a single value prints alone."""
+    import numpy as np
+
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{np.mean(values):.4f} ± {np.std(values):.4f}"
+
+
+def run_one(model: str, dataset: str, config_dict: dict | None = None, preset: str | None = None,
+            config_file_list: list[str] | None = None) -> dict:
+    """One training run through ``run_recbole_ext`` (best-valid checkpoint tested).
+
+    The GPU is used when present; on CPU, progress bars are off and logs go to ``log/``.
+    """
+    from recbole_ext.quick_start import run_recbole_ext
+
+    config = {"use_gpu": use_gpu(), "show_progress": False, "state": "INFO",
+              "checkpoint_dir": str(REPO_ROOT / "saved" / "benchmarks"),
+              "data_path": str(DATASET_DIR)}
+    config.update(config_dict or {})
+    print(f"--> {model} on {dataset} (preset={preset}) {config_dict or ''}", flush=True)
+    start = time.perf_counter()
+    result = run_recbole_ext(model=model, dataset=dataset, config_dict=config, preset=preset,
+                             config_file_list=config_file_list)
+    print(f"<-- {model}: test {result['test_result']} in {time.perf_counter() - start:.1f}s", flush=True)
+    result.pop("config", None)  # the full config is in the per-run results JSON
+    return result
+
+
+def ensure_converted(fmt: str, raw_subdir: str, name: str, **options: Any) -> str:
+    """Convert ``RAW_DATA/raw_subdir`` with ``dataset_atomic <fmt>`` into ``dataset/<name>`` once.
+
+    Returns the dataset name. Raises FileNotFoundError naming the raw folder if absent.
+    """
+    import importlib
+
+    output = DATASET_DIR / name
+    if (output / "stats.json").is_file():
+        return name
+    raw = RAW_DATA / raw_subdir
+    if not raw.exists():
+        raise FileNotFoundError(f"raw data for {name} not found at {raw} (set RECBOLE_EXT_RAW_DATA)")
+    module = importlib.import_module(f"dataset_atomic.{fmt.replace('-', '_')}")
+    print(f"converting {raw} -> {output} ({fmt})", flush=True)
+    module.convert(raw, output, **options)
+    return name
