@@ -1,0 +1,69 @@
+"""Hyper-parameter tuning: trials recorded, failures survived, runs resumed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from recbole_ext.config import ConfigError
+from recbole_ext.tuning import TrialLog, tune
+
+
+def tune_tiny(tmp_path, make_config, space: str, algo: str = "exhaustive", max_evals: int = 2):
+    hyper = tmp_path / "space.hyper"
+    hyper.write_text(space)
+    config = make_config()
+    config.pop("dataset")
+    return tune(str(hyper), model="BPR", dataset="tiny", algo=algo, max_evals=max_evals,
+                output=str(tmp_path / "trials.jsonl"), config_dict=config)
+
+
+def read_trials(tmp_path) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
+
+
+def test_two_trials_are_recorded_with_metrics(tmp_path, make_config):
+    best = tune_tiny(tmp_path, make_config, "learning_rate choice [0.001,0.01]\n")
+    trials = read_trials(tmp_path)
+    assert [t["params"]["learning_rate"] for t in trials] == [0.001, 0.01]
+    for trial in trials:
+        assert trial["status"] == "ok"
+        assert set(trial["best_valid_result"]) == set(trial["test_result"])
+    bigger = trials[0]["valid_score_bigger"]
+    scores = [t["best_valid_score"] for t in trials]
+    assert best["best_valid_score"] == (max(scores) if bigger else min(scores))
+
+
+def test_failing_trial_is_logged_and_search_continues(tmp_path, make_config):
+    best = tune_tiny(tmp_path, make_config, "embedding_size choice [-1,8]\n")
+    trials = {t["params"]["embedding_size"]: t for t in read_trials(tmp_path)}
+    assert trials[-1]["status"] == "failed" and trials[-1]["error"]
+    assert trials[8]["status"] == "ok"
+    assert best["params"] == {"embedding_size": 8}
+
+
+def test_rerun_resumes_without_repeating_finished_trials(tmp_path, make_config):
+    tune_tiny(tmp_path, make_config, "learning_rate choice [0.001,0.01]\n")
+    first = read_trials(tmp_path)
+    tune_tiny(tmp_path, make_config, "learning_rate choice [0.001,0.01]\n")
+    assert read_trials(tmp_path) == first  # nothing appended: both trials read back
+
+
+def test_random_search_is_seeded_so_it_resumes(tmp_path, make_config):
+    tune_tiny(tmp_path, make_config, "learning_rate loguniform -8,-3\n", algo="random", max_evals=2)
+    first = read_trials(tmp_path)
+    tune_tiny(tmp_path, make_config, "learning_rate loguniform -8,-3\n", algo="random", max_evals=2)
+    assert read_trials(tmp_path) == first
+
+
+def test_malformed_hyper_file_names_the_line(tmp_path, make_config):
+    with pytest.raises(ConfigError, match=r"space.hyper:2: expected"):
+        tune_tiny(tmp_path, make_config, "learning_rate choice [0.1]\nembedding_size between 1,2\n")
+
+
+def test_corrupt_trial_log_is_an_error(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"params": {}, "status": "ok"}\nnot json\n')
+    with pytest.raises(ConfigError, match="t.jsonl:2"):
+        TrialLog(path)
