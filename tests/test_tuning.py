@@ -67,3 +67,18 @@ def test_corrupt_trial_log_is_an_error(tmp_path):
     path.write_text('{"params": {}, "status": "ok"}\nnot json\n')
     with pytest.raises(ConfigError, match="t.jsonl:2"):
         TrialLog(path)
+
+
+@pytest.mark.slow
+def test_ray_tune_records_trials_like_hyperopt(tmp_path, make_config):
+    pytest.importorskip("pyarrow")
+    hyper = tmp_path / "space.hyper"
+    hyper.write_text("learning_rate choice [0.001,0.01]\n")
+    config = make_config()
+    config.pop("dataset")
+    best = tune(str(hyper), model="BPR", dataset="tiny", tool="ray",
+                output=str(tmp_path / "trials.jsonl"), config_dict=config)
+    trials = read_trials(tmp_path)
+    assert sorted(t["params"]["learning_rate"] for t in trials) == [0.001, 0.01]
+    assert all(t["status"] == "ok" for t in trials)
+    assert best["best_valid_score"] in {t["best_valid_score"] for t in trials}
