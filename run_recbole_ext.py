@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--results", help="path of the results JSON")
     parser.add_argument("--list-models", action="store_true", help="list all models and exit")
     parser.add_argument("--list-presets", action="store_true", help="list paper presets and exit")
+    parser.add_argument("--resume", metavar="CHECKPOINT", help="continue training from a checkpoint")
     parser.add_argument("--trust-legacy-checkpoint", action="store_true",
                         help="allow loading checkpoints written by RecBole itself (full unpickling)")
     parser.add_argument("--traceback", action="store_true", help="show tracebacks for errors")
@@ -110,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["trust_legacy_checkpoint"] = True
     common = {"model": args.model, "dataset": args.dataset, "config_file_list": args.config_files,
               "preset": args.preset}
+    if args.resume and args.tune:
+        raise UsageError("--resume cannot be combined with --tune")
     if args.tune:
         from recbole_ext.tuning import tune
 
@@ -120,11 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         from recbole_ext.quick_start import run_recbole_ext_distributed
 
         result = run_recbole_ext_distributed(args.nproc, config_dict=overrides,
-                                             results_path=args.results, **common)
+                                             results_path=args.results, resume_file=args.resume,
+                                             **common)
     else:
         from recbole_ext.quick_start import run_recbole_ext
 
-        result = run_recbole_ext(config_dict=overrides, results_path=args.results, **common)
+        result = run_recbole_ext(config_dict=overrides, results_path=args.results,
+                                 resume_file=args.resume, **common)
     print_result_table(result)
     return 0
 

@@ -40,7 +40,8 @@ def build_model(config, train_dataset) -> torch.nn.Module:
 def run_recbole_ext(model: str | None = None, dataset: str | None = None,
                     config_file_list: list[str] | None = None, config_dict: dict | None = None,
                     saved: bool = True, preset: str | None = None,
-                    results_path: str | None = None, queue: Any = None) -> dict:
+                    results_path: str | None = None, resume_file: str | None = None,
+                    queue: Any = None) -> dict:
     """Train and test one model; write a results JSON; return the results.
 
     Args:
@@ -48,6 +49,7 @@ def run_recbole_ext(model: str | None = None, dataset: str | None = None,
         saved: save the best checkpoint and test it (False: test the last weights).
         results_path: where to write the results JSON (default
             ``<checkpoint_dir>/results/<model>-<dataset>-<time>-<pid>.json``).
+        resume_file: a checkpoint of the same model to continue training from.
         queue: for DDP workers, a queue that receives rank 0's result.
 
     Returns:
@@ -75,6 +77,8 @@ def run_recbole_ext(model: str | None = None, dataset: str | None = None,
     model_obj = build_model(config, train_data._dataset)
     logger.info(model_obj)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
+    if resume_file:
+        trainer.resume_checkpoint(resume_file)
 
     fit_start = time.perf_counter()
     best_valid_score, best_valid_result = trainer.fit(
@@ -167,7 +171,8 @@ def _ddp_worker(rank: int, kwargs: dict, queue: Any) -> None:
 def run_recbole_ext_distributed(nproc: int, model: str | None = None, dataset: str | None = None,
                                 config_file_list: list[str] | None = None,
                                 config_dict: dict | None = None, saved: bool = True,
-                                preset: str | None = None, results_path: str | None = None) -> dict:
+                                preset: str | None = None, results_path: str | None = None,
+                                resume_file: str | None = None) -> dict:
     """Run with RecBole's DDP path on ``nproc`` local processes (gloo on CPU, nccl on GPUs).
 
     The caller's ``__main__`` must be import-safe (``if __name__ == "__main__":``):
@@ -180,7 +185,7 @@ def run_recbole_ext_distributed(nproc: int, model: str | None = None, dataset: s
     ddp = {"nproc": nproc, "world_size": nproc, "offset": 0, "ip": "127.0.0.1", "port": _free_port()}
     kwargs = {"model": model, "dataset": dataset, "config_file_list": config_file_list,
               "config_dict": dict(config_dict or {}, **ddp), "saved": saved, "preset": preset,
-              "results_path": results_path}
+              "results_path": results_path, "resume_file": resume_file}
     mp.start_processes(_ddp_worker, args=(kwargs, queue), nprocs=nproc, join=True,
                        start_method="spawn")
     return queue.get()

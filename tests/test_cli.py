@@ -78,3 +78,25 @@ def test_ddp_two_processes_on_cpu(tiny_dataset, tmp_path):
     data = json.loads(out.read_text())
     assert data["world_size"] == 2 and data["timings"]["epochs_trained"] == 1
     assert data["config"]["single_spec"] is False
+
+
+def test_resume_from_checkpoint_and_legacy_checkpoint_needs_trust(tiny_dataset, tmp_path):
+    import torch
+
+    data_path, name = tiny_dataset
+    common = ["--model", "BPR", "--dataset", name, f"--data_path={data_path}", "--state=ERROR",
+              "--show_progress=False", f"--checkpoint_dir={tmp_path}"]
+    first = run_cli(*common, "--epochs=1", "--results", str(tmp_path / "a.json"))
+    assert first.returncode == 0, first.stderr[-2000:]
+    ckpt = json.loads((tmp_path / "a.json").read_text())["checkpoint"]
+    resumed = run_cli(*common, "--epochs=2", "--resume", ckpt, "--results", str(tmp_path / "b.json"))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((tmp_path / "b.json").read_text())["timings"]["epochs_trained"] == 1
+
+    legacy = tmp_path / "legacy.pth"
+    state = torch.load(ckpt, weights_only=True)
+    torch.save(state, legacy, pickle_protocol=4)  # as RecBole saves: not weights-only loadable
+    refused = run_cli(*common, "--epochs=2", "--resume", str(legacy))
+    assert refused.returncode == 2 and "--trust-legacy-checkpoint" in refused.stderr
+    trusted = run_cli(*common, "--epochs=2", "--resume", str(legacy), "--trust-legacy-checkpoint")
+    assert trusted.returncode == 0, trusted.stderr[-2000:]
