@@ -163,6 +163,7 @@ def _ddp_worker(rank: int, kwargs: dict, queue: Any) -> None:
     kwargs["config_dict"] = dict(kwargs["config_dict"], local_rank=rank)
     try:
         run_recbole_ext(**kwargs, queue=queue)
+        dist.barrier()  # a rank that tears gloo down while another still uses it aborts the other
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
