@@ -22,6 +22,7 @@ import recbole
 # model name -> "module:Class". A model listed here is covered by the contract test
 # (tests/test_model_contract.py) and runs through run_recbole_ext.py.
 PLUGIN_MODELS: dict[str, str] = {
+    "RNNCCE": "recbole_ext.model.sequential_recommender.rnncce:RNNCCE",
 }
 
 # model name -> "module:TrainerClass" for models whose training RecBole's trainers

@@ -6,4 +6,5 @@ Keep each entry small: the fixture dataset has 40 users and 60 items.
 """
 
 MODEL_OVERRIDES: dict[str, dict] = {
+    "RNNCCE": {"embedding_size": 8, "hidden_size": 12, "cell": "gru"},
 }
