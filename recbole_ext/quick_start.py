@@ -27,6 +27,13 @@ from recbole_ext.registry import get_model, get_trainer
 RESULT_KEYS = ("model", "best_valid_score", "valid_score_bigger", "best_valid_result", "test_result")
 
 
+def _init_logger(config) -> None:
+    # RecBole's init_logger creates ./log/<Model> with a check-then-mkdir that races when
+    # DDP ranks start together (FileExistsError); create it first, idempotently.
+    os.makedirs(os.path.join("log", config["model"]), exist_ok=True)
+    init_logger(config)
+
+
 def build_model(config, train_dataset) -> torch.nn.Module:
     """Instantiate the model on the training split and apply ``embedding_init`` if set."""
     model = get_model(config["model"])(config, train_dataset).to(config["device"])
@@ -62,7 +69,7 @@ def run_recbole_ext(model: str | None = None, dataset: str | None = None,
                     config_dict=config_dict, preset=preset)
     check_dataset_files(config)
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    _init_logger(config)
     logger = getLogger()
     logger.info("config layers, lowest first: " + " < ".join(
         ["RecBole defaults", *config.loaded_files, "config_dict/command line"]))
@@ -207,7 +214,7 @@ def load_data_and_model(model_file: str, trust_legacy: bool = False):
     else:
         config = ckpt["config"]
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    _init_logger(config)
     logging.getLogger().info(config)
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
