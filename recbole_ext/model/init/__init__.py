@@ -1,0 +1,120 @@
+"""Embedding initialisers that any model can use through config alone.
+
+``embedding_init: le | leporid`` (keys in ``properties/init/leporid.yaml``) replaces the
+weights of every user and item ``nn.Embedding`` of a built model with LE or LEPORID
+embeddings computed from the training split (:mod:`recbole_ext.model.init.leporid`).
+``recbole_ext.quick_start.build_model`` calls :func:`apply_embedding_init` right after
+the model is built, so it works on RecBole's models (BPR, NeuMF, LightGCN, GRU4Rec, ...)
+and on ours.
+"""
+
+from __future__ import annotations
+
+import time
+from logging import getLogger
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from recbole_ext.model.init.leporid import SIMILARITIES, cached_embedding
+from recbole_ext.utils import check_param, non_negative_float, positive_int
+
+EMBEDDING_INITS = ("default", "le", "leporid")
+
+__all__ = ["apply_embedding_init", "find_user_item_embeddings", "EMBEDDING_INITS"]
+
+
+def _read(config: Any, key: str) -> Any:
+    value = config[key]
+    if value is None and key != "embedding_init_cache_dir":
+        raise KeyError(f"config key '{key}' is missing; its default lives in properties/init/leporid.yaml")
+    return value
+
+
+def find_user_item_embeddings(model: nn.Module, n_users: int, n_items: int) -> dict[str, tuple[str, nn.Embedding]]:
+    """User/item embedding tables of ``model``: ``{layer name: (side, module)}``.
+
+    A table belongs to a side when its row count is the dataset's user or item count
+    (RecBole's ids, padding row 0 included). When both counts are equal the layer name
+    must contain ``user`` or ``item``.
+    """
+    found = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Embedding):
+            continue
+        sides = [side for side, count in (("user", n_users), ("item", n_items))
+                 if module.num_embeddings == count]
+        if len(sides) == 2:
+            sides = [side for side in sides if side in name.lower()]
+            if len(sides) != 1:
+                raise ValueError(f"{type(model).__name__}.{name} has {module.num_embeddings} rows, "
+                                 f"the number of both users and items, and its name does not say which")
+        if sides:
+            found[name] = (sides[0], module)
+    return found
+
+
+def apply_embedding_init(model: nn.Module, dataset: Any, config: Any) -> dict:
+    """Initialise ``model``'s user/item embeddings with LE or LEPORID, in place.
+
+    Args:
+        model: a built recommender (any ``nn.Module``).
+        dataset: the training split (``train_data.dataset``); only its
+            ``inter_matrix`` is read, so validation and test never leak in.
+        config: a Config with the keys of ``properties/init/leporid.yaml``.
+
+    Returns:
+        ``{"method", "layers": {name: side}, "seconds", "cached": {side: bool}}``;
+        ``layers`` is empty for ``embedding_init: default``.
+
+    Raises:
+        ValueError: an unknown method or parameter, no user/item embedding, or a layer
+            whose width differs from ``embedding_init_dim`` (naming model, layer, sizes).
+    """
+    owner = "embedding_init"
+    method = check_param(owner, "embedding_init", _read(config, "embedding_init"), EMBEDDING_INITS)
+    if method == "default":
+        return {"method": method, "layers": {}, "seconds": 0.0, "cached": {}}
+    dim = check_param(owner, "embedding_init_dim", _read(config, "embedding_init_dim"), positive_int,
+                      "a positive int")
+    topk = check_param(owner, "leporid_topk", _read(config, "leporid_topk"), positive_int, "a positive int")
+    lam = check_param(owner, "leporid_lambda", _read(config, "leporid_lambda"),
+                      lambda v: non_negative_float(v) and v <= 1, "a float in [0, 1]")
+    similarity = check_param(owner, "leporid_similarity", _read(config, "leporid_similarity"), SIMILARITIES)
+    freeze = check_param(owner, "embedding_init_freeze", _read(config, "embedding_init_freeze"),
+                         (True, False))
+    cache_dir = config["embedding_init_cache_dir"]
+
+    model_name = type(model).__name__
+    layers = find_user_item_embeddings(model, dataset.user_num, dataset.item_num)
+    if not layers:
+        raise ValueError(f"embedding_init={method}: {model_name} has no nn.Embedding with "
+                         f"{dataset.user_num} (users) or {dataset.item_num} (items) rows to initialise")
+    for name, (side, module) in layers.items():
+        if module.embedding_dim != dim:
+            raise ValueError(f"embedding_init={method}: {model_name}.{name} ({side} embedding) has width "
+                             f"{module.embedding_dim} but embedding_init_dim is {dim}; set "
+                             f"embedding_init_dim={module.embedding_dim} or give the model "
+                             f"{dim}-dimensional embeddings")
+
+    start = time.perf_counter()
+    interactions = dataset.inter_matrix(form="csr")  # [n_users, n_items], training split only
+    params = {"dim": dim, "topk": topk, "lam": lam if method == "leporid" else 0.0,
+              "similarity": similarity}
+    embeddings, cached = {}, {}
+    for side in sorted({side for side, _ in layers.values()}):
+        rows = interactions if side == "user" else interactions.T.tocsr()
+        embeddings[side], cached[side] = cached_embedding(rows, cache_dir, str(config["dataset"]), side,
+                                                          **params)
+    with torch.no_grad():
+        for name, (side, module) in layers.items():
+            module.weight.copy_(torch.as_tensor(np.asarray(embeddings[side]), dtype=module.weight.dtype))
+            module.weight.requires_grad_(not freeze)
+    seconds = time.perf_counter() - start
+    getLogger().info(f"embedding_init={method} ({params}, freeze={freeze}) applied to "
+                     f"{', '.join(f'{model_name}.{n}' for n in layers)} in {seconds:.2f}s "
+                     f"(cache hits: {cached})")
+    return {"method": method, "layers": {name: side for name, (side, _) in layers.items()},
+            "seconds": seconds, "cached": cached}
