@@ -22,6 +22,12 @@ import recbole
 # model name -> "module:Class". A model listed here is covered by the contract test
 # (tests/test_model_contract.py) and runs through run_recbole_ext.py.
 PLUGIN_MODELS: dict[str, str] = {
+    "NRP": "recbole_ext.model.general_recommender.nrp:NRP",
+    "NRPaSDAE": "recbole_ext.model.general_recommender.nrpasdae:NRPaSDAE",
+    "NRPDHA": "recbole_ext.model.general_recommender.nrpdha:NRPDHA",
+    "ASDAE": "recbole_ext.model.general_recommender.asdae:ASDAE",
+    "DHA": "recbole_ext.model.general_recommender.dha:DHA",
+    "BiasedMF": "recbole_ext.model.general_recommender.biasedmf:BiasedMF",
     "RNNCCE": "recbole_ext.model.sequential_recommender.rnncce:RNNCCE",
 }
 
@@ -29,10 +35,17 @@ PLUGIN_MODELS: dict[str, str] = {
 # cannot express. Each class subclasses a RecBole trainer; get_trainer adds our
 # checkpoint/DDP mixin on top.
 PLUGIN_TRAINERS: dict[str, str] = {
+    "NRP": "recbole_ext.trainer.rating:RatingTrainer",
+    "NRPaSDAE": "recbole_ext.trainer.rating:RatingTrainer",
+    "NRPDHA": "recbole_ext.trainer.rating:RatingTrainer",
+    "ASDAE": "recbole_ext.trainer.rating:AlternatingTrainer",
+    "DHA": "recbole_ext.trainer.rating:AlternatingTrainer",
+    "BiasedMF": "recbole_ext.trainer.rating:RatingTrainer",
 }
 
 # model name -> "module:DatasetClass" for protocols RecBole's datasets cannot express.
 PLUGIN_DATASETS: dict[str, str] = {
+    "RNNCCE": "recbole_ext.data.devooght:DevooghtDataset",
 }
 
 _RECBOLE_FAMILIES = {
