@@ -6,5 +6,12 @@ Keep each entry small: the fixture dataset has 40 users and 60 items.
 """
 
 MODEL_OVERRIDES: dict[str, dict] = {
+    **{name: {  # explicit ratings on the fixture's side features (tiny sizes)
+        "load_col": {"inter": ["user_id", "item_id", "rating"],
+                     "user": ["user_id", "age", "gender", "occupation", "zip_code"],
+                     "item": ["item_id", "title", "genre"]},
+        "item_side_fields": ["title", "genre"], "encoder_layers": [16, 8],
+        "prediction_layers": [8, 1], "embedding_size": 8, "metrics": ["RMSE", "MAE", "RatingPrecision"],
+        "valid_metric": "RMSE"} for name in ("NRP", "NRPaSDAE", "NRPDHA", "ASDAE", "DHA", "BiasedMF")},
     "RNNCCE": {"embedding_size": 8, "hidden_size": 12, "cell": "gru"},
 }

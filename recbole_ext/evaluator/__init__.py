@@ -5,5 +5,6 @@ Each module below defines its metrics with ``@register_metric``.
 
 from recbole_ext.evaluator.register import register_metric
 from recbole_ext.evaluator import sequence_metrics  # noqa: F401,E402  (sps, user/item coverage, blockbuster share)
+from recbole_ext.evaluator import rating_metrics  # noqa: F401,E402  (precision@p% for explicit ratings)
 
 __all__ = ["register_metric"]

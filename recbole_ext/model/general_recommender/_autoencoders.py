@@ -1,0 +1,260 @@
+r"""Autoencoder towers and the shared model behind NRPaSDAE, NRPDHA, ASDAE and DHA.
+
+Raziperchikolaei, Li and Chung, arXiv:2010.06070 (2020), compare two objectives on the
+same user and item autoencoders :math:`f^u(g^u(\cdot))`, :math:`f^i(g^i(\cdot))`:
+
+* Eq. (1), the published aSDAE/DHA recommenders ("neural representations as the
+  regulariser"): free representations :math:`U, V` predict :math:`R \approx UV^\top`;
+  the encoder outputs only pull on them,
+
+  .. math::
+      L(f^u(g^u)) + L(f^i(g^i)) + \lambda_1\sum_{jk}1(R_{jk}>0)(R_{jk}-U_jV_k^\top)^2
+      + \lambda_2\lVert U-g^u(R,X)\rVert^2 + \lambda_3\lVert V-g^i(R,Y)\rVert^2 ,
+
+  optimised by alternating U,V and network steps (:class:`recbole_ext.trainer.rating.AlternatingTrainer`);
+* Eq. (2), NRP: the encoder outputs *are* the representations, trained end to end,
+
+  .. math::
+      L(f^u(g^u)) + L(f^i(g^i)) + \lambda_1\sum_{jk}1(R_{jk}>0)(R_{jk}-g^u(R_{j,:},X_j)^\top g^i(R_{:,k},Y_k))^2 .
+
+All sums are taken as means over the batch (the ratings of a batch, and the user/item
+rows they touch); :math:`L` is the reconstruction loss below.
+
+Towers (the paper: "the same loss functions and the decoder and encoder structures as
+aSDAE [Dong et al., AAAI 2017] and DHA [Li et al., ICDM 2018]", with NRP-direct's layer
+sizes, supplementary material):
+
+* ``asdae`` (Dong et al., "A Hybrid Collaborative Filtering Model with Deep Structure for
+  Recommender Systems", AAAI 2017): a stacked denoising autoencoder over the corrupted
+  rating vector whose every hidden layer, encoder and decoder, also receives the corrupted
+  side information, :math:`h_l = \sigma(W_l h_{l-1} + V_l\tilde x + b_l)`; the output
+  layer reconstructs both the rating vector and the side information. Encoder widths
+  ``encoder_layers`` (e.g. [500, 200, 100]), decoder widths the reverse without the last.
+* ``dha`` (Li et al., "Deep Heterogeneous Autoencoders for Collaborative Filtering", ICDM
+  2018): one encoder per source (ratings and each side field) with widths
+  ``encoder_layers[:-1]``, their outputs concatenated and fused by one layer of width
+  ``encoder_layers[-1]`` into the representation; one decoder per source mirrors its encoder.
+
+Reconstruction loss :math:`L`: squared error on the *observed* entries of the rating
+vector (a zero means "unknown", as in AutoRec) plus ``side_reconstruction_weight`` times
+the mean squared error on every side-information vector (multi-hot bag of words or float
+values). Corruption is masking noise: each rating and each side token is dropped with
+probability ``noise_ratio`` during training (the clean input is the target).
+
+Deviations: the cited papers tune a weight per source and per term; here one weight
+(``side_reconstruction_weight``) covers the side terms. Rating reconstruction ignores
+unknown entries (aSDAE reconstructs the full vector) so that predicted zeros are not
+rewarded. The alternating schedule is one U,V step per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.utils import InputType
+from torch import nn
+from torch.nn import functional as F
+
+from recbole_ext.model.general_recommender._rating_encoders import (
+    ACTIVATIONS,
+    FirstLayer,
+    SideInformation,
+    SourceEncoder,
+    SparseRatingRows,
+    build_mlp,
+    check_common,
+    check_layers,
+    init_dense,
+    masked_mse,
+    rating_matrix,
+)
+from recbole_ext.utils import check_param, non_negative_float
+
+
+class AutoencoderTower(nn.Module):
+    """User (or item) autoencoder over the rating vector and the side-information sources.
+
+    Args:
+        rows: the training rating vectors of this side.
+        side: side-information sources, or None for ratings only.
+        layers: encoder widths; the last is the representation size.
+        activation: a key of :data:`ACTIVATIONS`.
+        kind: ``"asdae"`` or ``"dha"`` (see the module docstring).
+        noise_ratio: masking-noise probability during training.
+        side_weight: weight of the side-information reconstruction terms.
+    """
+
+    def __init__(self, rows: SparseRatingRows, side: SideInformation | None, layers: Sequence[int],
+                 activation: str, kind: str, noise_ratio: float, side_weight: float) -> None:
+        super().__init__()
+        self.rows, self.side, self.kind = rows, side, kind
+        self.noise_ratio, self.side_weight = noise_ratio, side_weight
+        self.act = ACTIVATIONS[activation]()
+        spec = side.spec if side is not None else []
+        self.out_features = layers[-1]
+        if kind == "asdae":
+            enc = list(layers)
+            dec = list(reversed(layers[:-1]))
+            self.encoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip([rows.n_cols] + enc[:-1], enc))
+            self.decoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(enc[-1:] + dec[:-1], dec))
+            # side information enters every hidden layer (V_l x~ in Dong et al.)
+            self.side_in = nn.ModuleList(
+                nn.ModuleList(FirstLayer(ftype, width, size, bias=False) for _, ftype, width in spec)
+                for size in enc + dec)
+            top = dec[-1] if dec else enc[-1]
+            self.rating_out = nn.Linear(top, rows.n_cols)
+            self.side_out = nn.ModuleList(nn.Linear(top, width) for _, _, width in spec)
+        else:
+            hidden = list(layers[:-1])
+            self.source_encoders = nn.ModuleList(
+                [SourceEncoder(None, rows.n_cols, hidden, activation)]
+                + [SourceEncoder(ftype, width, hidden, activation) for _, ftype, width in spec])
+            self.fuse = nn.Linear(hidden[-1] * len(self.source_encoders), layers[-1])
+            widths = [rows.n_cols] + [width for _, _, width in spec]
+            self.source_decoders = nn.ModuleList(
+                nn.Sequential(build_mlp([layers[-1]] + hidden[::-1], activation), nn.Linear(hidden[0], width))
+                for width in widths)
+
+    def _inputs(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, list, list]:
+        """Clean rating vectors, their keep mask, side values and their keep masks."""
+        ratings = self.rows(ids)
+        side_values = [self.side.tokens(f, ids) for f, _, _ in self.side.spec] if self.side else []
+        if not (self.training and self.noise_ratio > 0):
+            return ratings, None, side_values, [None] * len(side_values)
+        keep = (torch.rand_like(ratings) >= self.noise_ratio).float()
+        side_keep = [(torch.rand(v.shape, device=v.device) >= self.noise_ratio).float() for v in side_values]
+        return ratings, keep, side_values, side_keep
+
+    def _side_sum(self, layer: int, side_values: list, side_keep: list) -> torch.Tensor | float:
+        return sum((first(v, k) for first, v, k in zip(self.side_in[layer], side_values, side_keep)), 0.0)
+
+    def forward(self, ids: torch.Tensor, reconstruct: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Representation ``g(ids)`` ``[B, d]`` and the reconstruction loss (None if not asked)."""
+        ratings, keep, side_values, side_keep = self._inputs(ids)
+        corrupted = ratings if keep is None else ratings * keep
+        if self.kind == "asdae":
+            hidden = corrupted
+            for index, layer in enumerate(self.encoder):
+                hidden = self.act(layer(hidden) + self._side_sum(index, side_values, side_keep))
+            code = hidden
+            if not reconstruct:
+                return code, None
+            for index, layer in enumerate(self.decoder, start=len(self.encoder)):
+                hidden = self.act(layer(hidden) + self._side_sum(index, side_values, side_keep))
+            rating_hat = self.rating_out(hidden)
+            side_hat = [out(hidden) for out in self.side_out]
+        else:
+            parts = [self.source_encoders[0](corrupted)]
+            parts += [enc(v, k) for enc, v, k in zip(self.source_encoders[1:], side_values, side_keep)]
+            code = self.act(self.fuse(torch.cat(parts, dim=1)))
+            if not reconstruct:
+                return code, None
+            rating_hat = self.source_decoders[0](code)
+            side_hat = [dec(code) for dec in self.source_decoders[1:]]
+        loss = masked_mse(rating_hat, ratings)
+        if side_hat:
+            targets = [self.side.dense(index, ids) for index in range(len(side_hat))]
+            side_loss = sum(F.mse_loss(hat, target) for hat, target in zip(side_hat, targets)) / len(side_hat)
+            loss = loss + self.side_weight * side_loss
+        return code, loss
+
+
+class AutoencoderRatingModel(GeneralRecommender):
+    """Shared implementation of NRPaSDAE / NRPDHA (``with_mf=False``) and ASDAE / DHA (``with_mf=True``).
+
+    Subclasses set ``tower_kind`` and ``with_mf``.
+    """
+
+    input_type = InputType.POINTWISE
+    tower_kind: str = ""
+    with_mf: bool = False
+
+    def __init__(self, config, dataset) -> None:
+        super().__init__(config, dataset)
+        name = type(self).__name__
+        check_common(name, config, dataset)
+        self.LABEL = config["LABEL_FIELD"]
+        layers = check_layers(name, "encoder_layers", config["encoder_layers"])
+        check_param(name, "encoder_layers", layers, lambda v: len(v) >= 2,
+                    "a list of at least two widths (hidden layers, then the representation size)")
+        activation = check_param(name, "activation", config["activation"], ACTIVATIONS)
+        use_side = check_param(name, "use_side_info", config["use_side_info"], [True, False])
+        noise = check_param(name, "noise_ratio", config["noise_ratio"],
+                            lambda v: non_negative_float(v) and v < 1, "a float in [0, 1)")
+        side_weight = check_param(name, "side_reconstruction_weight", config["side_reconstruction_weight"],
+                                  non_negative_float, "a float >= 0")
+        self.rating_weight = check_param(name, "rating_weight", config["rating_weight"],
+                                         non_negative_float, "a float >= 0")
+
+        ratings = rating_matrix(dataset, self.LABEL)
+        user_side = item_side = None
+        if use_side:
+            user_side = SideInformation(dataset, "user", config["user_side_fields"] or [], name)
+            item_side = SideInformation(dataset, "item", config["item_side_fields"] or [], name)
+        self.user_tower = AutoencoderTower(SparseRatingRows(ratings), user_side, layers, activation,
+                                           self.tower_kind, noise, side_weight)
+        self.item_tower = AutoencoderTower(SparseRatingRows(ratings.T), item_side, layers, activation,
+                                           self.tower_kind, noise, side_weight)
+        self.apply(init_dense)
+        if self.with_mf:
+            self.user_weight = check_param(name, "user_tie_weight", config["user_tie_weight"],
+                                           non_negative_float, "a float >= 0")
+            self.item_weight = check_param(name, "item_tie_weight", config["item_tie_weight"],
+                                           non_negative_float, "a float >= 0")
+            self.mf_reg_weight = check_param(name, "mf_reg_weight", config["mf_reg_weight"],
+                                             non_negative_float, "a float >= 0")
+            check_param(name, "mf_learning_rate", config["mf_learning_rate"],
+                        lambda v: non_negative_float(v) and v > 0, "a float > 0")
+            self.user_factors = nn.Embedding(self.n_users, layers[-1])
+            self.item_factors = nn.Embedding(self.n_items, layers[-1])
+            nn.init.normal_(self.user_factors.weight, std=0.01)
+            nn.init.normal_(self.item_factors.weight, std=0.01)
+
+    def mf_parameters(self) -> list[nn.Parameter]:
+        """The free representations U, V (updated by the alternating trainer's SGD step)."""
+        return [self.user_factors.weight, self.item_factors.weight] if self.with_mf else []
+
+    def calculate_loss(self, interaction) -> torch.Tensor:
+        user, item, rating = interaction[self.USER_ID], interaction[self.ITEM_ID], interaction[self.LABEL]
+        g_user, user_recon = self.user_tower(user)
+        g_item, item_recon = self.item_tower(item)
+        loss = user_recon + item_recon
+        if not self.with_mf:
+            return loss + self.rating_weight * F.mse_loss((g_user * g_item).sum(dim=1), rating)
+        # network step of Eq. (1): U, V are constants here
+        tie_user = (self.user_factors(user).detach() - g_user).pow(2).sum(dim=1).mean()
+        tie_item = (self.item_factors(item).detach() - g_item).pow(2).sum(dim=1).mean()
+        return loss + self.user_weight * tie_user + self.item_weight * tie_item
+
+    def calculate_mf_loss(self, interaction) -> torch.Tensor:
+        """U,V step of Eq. (1): rating fit plus the pull towards the (fixed) encoder outputs."""
+        user, item, rating = interaction[self.USER_ID], interaction[self.ITEM_ID], interaction[self.LABEL]
+        with torch.no_grad():
+            g_user, _ = self.user_tower(user, reconstruct=False)
+            g_item, _ = self.item_tower(item, reconstruct=False)
+        u, v = self.user_factors(user), self.item_factors(item)
+        fit = F.mse_loss((u * v).sum(dim=1), rating)
+        ties = (self.user_weight * (u - g_user).pow(2).sum(dim=1).mean()
+                + self.item_weight * (v - g_item).pow(2).sum(dim=1).mean())
+        reg = (u.pow(2).sum(dim=1) + v.pow(2).sum(dim=1)).mean()
+        return self.rating_weight * fit + ties + self.mf_reg_weight * reg
+
+    def predict(self, interaction) -> torch.Tensor:
+        user, item = interaction[self.USER_ID], interaction[self.ITEM_ID]
+        if self.with_mf:
+            return (self.user_factors(user) * self.item_factors(item)).sum(dim=1)
+        g_user, _ = self.user_tower(user, reconstruct=False)
+        g_item, _ = self.item_tower(item, reconstruct=False)
+        return (g_user * g_item).sum(dim=1)
+
+    def full_sort_predict(self, interaction) -> torch.Tensor:
+        """Ratings of each user in the batch for every item: ``[B * n_items]``."""
+        user = interaction[self.USER_ID]
+        if self.with_mf:
+            return (self.user_factors(user) @ self.item_factors.weight.T).reshape(-1)
+        g_user, _ = self.user_tower(user, reconstruct=False)
+        g_item, _ = self.item_tower(torch.arange(self.n_items, device=self.device), reconstruct=False)
+        return (g_user @ g_item.T).reshape(-1)
+

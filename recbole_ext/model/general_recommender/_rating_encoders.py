@@ -1,0 +1,287 @@
+"""Building blocks shared by the explicit-rating models NRP, NRPaSDAE, NRPDHA, ASDAE and DHA.
+
+* :class:`SparseRatingRows` holds the *training* rating matrix as CSR buffers and gathers
+  dense rating vectors (user rows or item columns) for one batch of ids, so no dense
+  ``m x n`` matrix is ever materialised on the device.
+* :class:`SideInformation` turns the user or item feature fields that RecBole loaded
+  (``token``, ``token_seq``, ``float``, ``float_seq``) into per-field bag-of-words inputs.
+  The first fully connected layer over a multi-hot bag-of-words vector is computed with
+  an ``EmbeddingBag`` in ``sum`` mode, which gives the same numbers as ``one_hot @ W``
+  without building the multi-hot vector.
+* :func:`build_mlp` and :data:`ACTIVATIONS` give the fully connected stacks of the
+  paper's supplementary Table 6 (layer sizes, relu/selu/tanh).
+
+The layouts follow Raziperchikolaei, Li and Chung, "Neural Representations in Hybrid
+Recommender Systems: Prediction versus Regularization", arXiv:2010.06070 (2020).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from recbole.utils import FeatureSource, FeatureType
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "selu": nn.SELU, "tanh": nn.Tanh}
+
+_FEATURE_SOURCES = {
+    "user": (FeatureSource.USER, FeatureSource.USER_ID),
+    "item": (FeatureSource.ITEM, FeatureSource.ITEM_ID),
+}
+_TOKEN_TYPES = (FeatureType.TOKEN, FeatureType.TOKEN_SEQ)
+
+
+def init_dense(module: nn.Module) -> None:
+    """Glorot-uniform weights and zero biases (Keras' defaults, which the paper's code used)."""
+    if isinstance(module, (nn.Linear, nn.EmbeddingBag, nn.Embedding)):
+        nn.init.xavier_uniform_(module.weight)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
+def build_mlp(sizes: Sequence[int], activation: str, last_activation: bool = True) -> nn.Sequential:
+    """Fully connected layers ``sizes[0] -> sizes[1] -> ...``.
+
+    Args:
+        sizes: input width followed by the width of every layer.
+        activation: a key of :data:`ACTIVATIONS`.
+        last_activation: apply the activation after the last layer too (False for a
+            linear output such as the predicted rating).
+    """
+    layers: list[nn.Module] = []
+    for index, (width_in, width_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(width_in, width_out))
+        if last_activation or index < len(sizes) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+class SparseRatingRows(nn.Module):
+    """Rows of a sparse rating matrix, gathered densely per batch.
+
+    Built from the training split only, so a validation or test rating can never reach
+    a model input. The CSR arrays are non-persistent buffers: they follow the model to
+    its device but are not written to checkpoints (they are rebuilt from the dataset).
+
+    Args:
+        matrix: ``[n_rows, n_cols]`` sparse matrix; explicit zeros are dropped.
+
+    Example::
+
+        rows = SparseRatingRows(dataset.inter_matrix("csr", "rating"))   # users x items
+        vectors = rows(torch.tensor([3, 7]))                            # [2, n_items]
+    """
+
+    def __init__(self, matrix: sp.spmatrix) -> None:
+        super().__init__()
+        csr = sp.csr_matrix(matrix, dtype=np.float32)
+        csr.sum_duplicates()
+        csr.eliminate_zeros()
+        self.n_rows, self.n_cols = csr.shape
+        self.register_buffer("indptr", torch.from_numpy(csr.indptr.astype(np.int64)), persistent=False)
+        self.register_buffer("indices", torch.from_numpy(csr.indices.astype(np.int64)), persistent=False)
+        self.register_buffer("values", torch.from_numpy(csr.data.astype(np.float32)), persistent=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Dense rows ``matrix[ids]``: ``[len(ids), n_cols]``."""
+        starts = self.indptr[ids]
+        counts = self.indptr[ids + 1] - starts
+        batch_rows = torch.repeat_interleave(torch.arange(len(ids), device=ids.device), counts)
+        # position of every stored entry of the requested rows inside indices/values
+        offsets = torch.arange(int(counts.sum()), device=ids.device) - torch.repeat_interleave(
+            torch.cumsum(counts, 0) - counts, counts)
+        positions = torch.repeat_interleave(starts, counts) + offsets
+        dense = torch.zeros(len(ids), self.n_cols, device=ids.device)
+        dense[batch_rows, self.indices[positions]] = self.values[positions]
+        return dense
+
+
+def side_feature_spec(dataset, source: str, fields: Sequence[str], owner: str) -> list[tuple[str, FeatureType, int]]:
+    """Check side-information fields against the dataset; return ``(field, type, width)``.
+
+    ``width`` is the vocabulary size of a token field and the number of values of a
+    float field (1 for ``float``, the sequence length for ``float_seq``).
+
+    Raises:
+        ValueError: a field that RecBole did not load as a ``source`` feature (named in
+            the message together with the fields that were loaded).
+    """
+    sources = _FEATURE_SOURCES[source]
+    loaded = sorted(f for f, s in dataset.field2source.items() if s == sources[0])
+    spec = []
+    for field in fields:
+        if field not in dataset.field2type or dataset.field2source.get(field) != sources[0]:
+            raise ValueError(
+                f"{owner}: side-information field '{field}' (from '{source}_side_fields') is not a "
+                f"loaded {source} feature of dataset '{dataset.dataset_name}'. Loaded {source} "
+                f"features: {loaded or 'none'}. Add it to load_col['{source}'] and to the "
+                f"'.{source}' atomic file, remove it from '{source}_side_fields', or set "
+                "use_side_info: False."
+            )
+        ftype = dataset.field2type[field]
+        if ftype in _TOKEN_TYPES:
+            width = dataset.num(field)
+        elif ftype == FeatureType.FLOAT_SEQ:
+            width = dataset.field2seqlen[field]
+        else:
+            width = 1
+        spec.append((field, ftype, width))
+    return spec
+
+
+class SideInformation(nn.Module):
+    """Side-information features of users (or items), indexed by internal id.
+
+    Each field is one information source of the paper (§3.2): a token or token-sequence
+    field is a bag of words over its vocabulary, a float field is its value(s).
+
+    Args:
+        dataset: the training dataset (RecBole ``Dataset``).
+        source: ``"user"`` or ``"item"``.
+        fields: the feature fields to use, in order.
+        owner: model name for error messages.
+    """
+
+    def __init__(self, dataset, source: str, fields: Sequence[str], owner: str) -> None:
+        super().__init__()
+        self.spec = side_feature_spec(dataset, source, fields, owner)
+        table = dataset.get_user_feature() if source == "user" else dataset.get_item_feature()
+        for field, ftype, _ in self.spec:
+            values = table[field]
+            if ftype == FeatureType.TOKEN:
+                values = values.long().unsqueeze(1)  # a bag of one token
+            elif ftype == FeatureType.TOKEN_SEQ:
+                values = values.long()
+            elif ftype == FeatureType.FLOAT:
+                values = values.float().unsqueeze(1)
+            else:
+                values = values.float()
+            self.register_buffer(f"feat_{field}", values, persistent=False)
+
+    @property
+    def widths(self) -> list[int]:
+        """Input width of every source (vocabulary size or number of float values)."""
+        return [width for _, _, width in self.spec]
+
+    def tokens(self, field: str, ids: torch.Tensor) -> torch.Tensor:
+        """``[B, L]`` token ids (0 = padding) or ``[B, L]`` float values of ``field``."""
+        return getattr(self, f"feat_{field}")[ids]
+
+    def dense(self, index: int, ids: torch.Tensor) -> torch.Tensor:
+        """Multi-hot (token fields) or raw (float fields) input vector of source ``index``: ``[B, width]``."""
+        field, ftype, width = self.spec[index]
+        values = self.tokens(field, ids)
+        if ftype not in _TOKEN_TYPES:
+            return values
+        multi_hot = torch.zeros(len(ids), width, device=ids.device)
+        multi_hot.scatter_(1, values, 1.0)
+        multi_hot[:, 0] = 0.0  # token 0 is RecBole's padding, not a word
+        return multi_hot
+
+
+class FirstLayer(nn.Module):
+    """``x @ W + b`` for one side-information source, without building ``x`` for token fields.
+
+    For a bag of words ``x`` (multi-hot over the vocabulary) the product is the sum of
+    the embedding rows of the tokens present, i.e. an ``EmbeddingBag`` in sum mode;
+    padding (token 0) contributes nothing. ``keep`` optionally weights each token
+    (masking noise of the denoising autoencoders).
+    """
+
+    def __init__(self, ftype: FeatureType, width: int, out_features: int, bias: bool = True) -> None:
+        super().__init__()
+        self.is_token = ftype in _TOKEN_TYPES
+        if self.is_token:
+            self.bag = nn.EmbeddingBag(width, out_features, mode="sum", padding_idx=0)
+            self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        else:
+            self.linear = nn.Linear(width, out_features, bias=bias)
+
+    def forward(self, values: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, out_features]``; ``keep`` (same shape as ``values``) scales each input entry."""
+        if not self.is_token:
+            return self.linear(values if keep is None else values * keep)
+        # a repeated token in a token_seq counts once, as in a multi-hot vector
+        values, keep = _drop_repeats(values, keep)
+        out = self.bag(values, per_sample_weights=keep)
+        return out if self.bias is None else out + self.bias
+
+
+def _drop_repeats(tokens: torch.Tensor, keep: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Replace repeated tokens within a row by padding (0); ``keep`` is reordered alike."""
+    if tokens.shape[1] < 2:
+        return tokens, keep
+    ordered, order = tokens.sort(dim=1)
+    repeated = torch.zeros_like(ordered, dtype=torch.bool)
+    repeated[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    keep = None if keep is None else keep.gather(1, order)
+    return ordered.masked_fill(repeated, 0), keep
+
+
+class SourceEncoder(nn.Module):
+    """Encoder of one information source: ``FirstLayer`` then fully connected layers.
+
+    Args:
+        ftype: RecBole feature type of the source (``None`` for a dense rating vector).
+        width: input width.
+        layers: widths of the encoder layers, e.g. ``[500, 200, 100]``.
+        activation: a key of :data:`ACTIVATIONS`.
+    """
+
+    def __init__(self, ftype: FeatureType | None, width: int, layers: Sequence[int], activation: str) -> None:
+        super().__init__()
+        self.first = FirstLayer(ftype if ftype is not None else FeatureType.FLOAT_SEQ, width, layers[0])
+        self.act = ACTIVATIONS[activation]()
+        self.rest = build_mlp(list(layers), activation)
+
+    def forward(self, values: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        return self.rest(self.act(self.first(values, keep)))
+
+
+def masked_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the observed (non-zero) entries of ``target``.
+
+    A batch with no observed entry gives 0 (not NaN).
+    """
+    mask = target != 0
+    return ((prediction - target) ** 2 * mask).sum() / mask.sum().clamp(min=1)
+
+
+def check_layers(owner: str, name: str, value) -> list[int]:
+    """Validate a list of layer widths (non-empty, positive ints) and return it as a list."""
+    from recbole_ext.utils import check_param, positive_int
+
+    check_param(owner, name, value,
+                lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(positive_int(w) for w in v),
+                "a non-empty list of positive ints")
+    return list(value)
+
+
+def check_common(owner: str, config, dataset) -> None:
+    """Checks shared by every explicit-rating model: a float label and no negative sampling."""
+    label = config["LABEL_FIELD"]
+    if label not in dataset.field2type or dataset.field2type[label] != FeatureType.FLOAT:
+        raise ValueError(
+            f"{owner} predicts explicit ratings: LABEL_FIELD must name a loaded float field of the "
+            f"interactions (e.g. 'rating'). Got LABEL_FIELD={label!r}; loaded interaction fields: "
+            f"{sorted(f for f, s in dataset.field2source.items() if s == FeatureSource.INTERACTION)}."
+        )
+    if config["normalize_all"] or label in (config["normalize_field"] or []):
+        raise ValueError(
+            f"{owner}: the rating field '{label}' would be min-max scaled to [0, 1] "
+            "(RecBole's ml-100k/ml-1m dataset yamls set normalize_all: True), which changes "
+            "what RMSE measures. Set normalize_all: False (the NRP presets do)."
+        )
+    if config["train_neg_sample_args"] and config["train_neg_sample_args"].get("distribution") not in (None, "none"):
+        raise ValueError(
+            f"{owner} is trained on observed ratings only; set train_neg_sample_args: ~ "
+            f"(got {config['train_neg_sample_args']!r})."
+        )
+
+
+def rating_matrix(dataset, label_field: str) -> sp.csr_matrix:
+    """The training ratings as a ``[n_users, n_items]`` CSR matrix (0 = unobserved)."""
+    return dataset.inter_matrix(form="csr", value_field=label_field).astype(np.float32)

@@ -1,0 +1,37 @@
+r"""DHA with MF terms: neural representations as the regulariser (Eq. 1), the NRP paper's baseline.
+
+Reference:
+    Tianyu Li, Yukun Ma, Jiu Xu, Bjorn Stenger, Chen Liu and Yu Hirate. "Deep Heterogeneous
+    Autoencoders for Collaborative Filtering." ICDM 2018. As configured in Raziperchikolaei
+    et al., arXiv:2010.06070 (2020), Eq. (1), Table 2 row "DHA", supplementary material
+    (λ1 = 1, λ2 = λ3 = 0.5, SGD with lr 0.1 on U and V) and Table 6 (ml-100k network: SGD,
+    lr 0.1, regu. 1e-5, tanh).
+
+.. math::
+    \min_{U,V,\theta} L(f^u(g^u(R,X))) + L(f^i(g^i(R,Y)))
+    + \lambda_1\sum_{j,k}1(R_{jk}>0)(R_{jk}-U_{j}V_{k}^\top)^2
+    + \lambda_2\lVert U-g^u(R,X)\rVert^2 + \lambda_3\lVert V-g^i(R,Y)\rVert^2 + \text{reg.}
+
+The rating is predicted by :math:`U_j V_k^\top`; training alternates U,V and network
+steps (:class:`recbole_ext.trainer.rating.AlternatingTrainer`). Tower layout (one
+encoder/decoder per source), reconstruction loss and deviations:
+:mod:`recbole_ext.model.general_recommender._autoencoders`.
+"""
+
+from __future__ import annotations
+
+from recbole_ext.model.general_recommender._autoencoders import AutoencoderRatingModel
+
+
+class DHA(AutoencoderRatingModel):
+    """DHA autoencoders tied to free MF factors U, V that predict the rating (Eq. 1).
+
+    Args:
+        config: RecBole config; keys in ``properties/model/DHA.yaml``: those of NRPDHA
+            plus ``user_tie_weight`` (λ2), ``item_tie_weight`` (λ3), ``mf_learning_rate``
+            and ``mf_reg_weight``.
+        dataset: the training dataset.
+    """
+
+    tower_kind = "dha"
+    with_mf = True

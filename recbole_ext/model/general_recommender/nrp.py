@@ -1,0 +1,162 @@
+r"""NRP-direct: neural representations for explicit rating prediction.
+
+Reference:
+    Ramin Raziperchikolaei, Tianyu Li and Young-joo Chung. "Neural Representations in
+    Hybrid Recommender Systems: Prediction versus Regularization." arXiv:2010.06070 (2020),
+    §3.2 ("NRP with a direct structure"), Eq. (6), Fig. 2 and supplementary Table 6.
+
+No reference code was published; this is a re-implementation from the paper.
+
+Model (Eq. 6). For user :math:`j` the encoding network maps every information source to
+a low-dimensional vector and concatenates them,
+
+.. math::
+    z_j = [g^u_{rating}(R_{j,:}),\ g^u_{1}(X_{j,1}),\ \dots,\ g^u_{S_u}(X_{j,S_u})],
+
+where :math:`R_{j,:}` is the user's row of the *training* rating matrix (0 = unknown)
+and :math:`X_{j,s}` the bag of words of side-information field :math:`s`; the item
+vector :math:`z_k` is built the same way from the column :math:`R_{:,k}` and the item
+fields. The prediction network :math:`h` (fully connected, linear output) maps the
+joint representation to the rating, and the loss is the squared error over observed
+ratings:
+
+.. math::
+    \min_\theta \frac{1}{|\Omega|}\sum_{(j,k)\in\Omega} (R_{jk} - h([z_j, z_k]))^2
+    + \lambda_1 \lVert\theta\rVert^2 .
+
+:math:`\lambda_1` is RecBole's ``weight_decay`` (the "regu." column of Table 6). With
+``use_id_embedding`` an ID embedding is one more source (§3.2, "ID of the users and items
+as another source of information").
+
+Every source of a user (item) has the same encoder layer sizes, ``encoder_layers``
+([500, 200, 100] on ml-100k, [1000, 500, 300, 100] on ml-1m). With the ml-100k preset
+(4 user fields, 2 item fields) this gives 4.5M parameters, against the paper's 4.7M
+(Table 2); the gap is the vocabulary sizes of the bag-of-words inputs, which depend on
+tokenisation.
+
+Deviations and choices not fixed by the paper:
+    * The first layer of a token-field encoder is an ``EmbeddingBag`` (sum), which equals
+      a dense layer over the multi-hot bag of words; a token repeated in a title counts
+      once, as in a multi-hot vector.
+    * Weights are Glorot-uniform with zero biases (Keras' default; the paper used Keras).
+    * Training rating vectors include the rating being predicted (the paper does not mask
+      it); validation and test ratings never enter any input vector.
+"""
+
+from __future__ import annotations
+
+import torch
+from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.utils import InputType
+from torch import nn
+
+from recbole_ext.model.general_recommender._rating_encoders import (
+    ACTIVATIONS,
+    SideInformation,
+    SourceEncoder,
+    SparseRatingRows,
+    build_mlp,
+    check_common,
+    check_layers,
+    init_dense,
+    rating_matrix,
+)
+from recbole_ext.utils import check_param, positive_int
+
+
+class DirectTower(nn.Module):
+    """The encoding network of Fig. 2 for users or items: one encoder per source, concatenated.
+
+    Args:
+        rows: the training rating vectors of this side (user rows or item columns).
+        side: side-information sources, or None to use the ratings only (Table 5).
+        layers: encoder widths shared by every source.
+        activation: a key of :data:`ACTIVATIONS`.
+        n_ids: number of ids for an ID-embedding source, or 0 for none.
+        id_size: width of the ID embedding.
+    """
+
+    def __init__(self, rows: SparseRatingRows, side: SideInformation | None, layers: list[int],
+                 activation: str, n_ids: int, id_size: int) -> None:
+        super().__init__()
+        self.rows = rows
+        self.side = side
+        self.rating_encoder = SourceEncoder(None, rows.n_cols, layers, activation)
+        spec = side.spec if side is not None else []
+        self.side_encoders = nn.ModuleList(
+            SourceEncoder(ftype, width, layers, activation) for _, ftype, width in spec)
+        self.id_embedding = nn.Embedding(n_ids, id_size) if n_ids else None
+        self.out_features = layers[-1] * (1 + len(spec)) + (id_size if n_ids else 0)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Representation ``z`` of each id: ``[B, out_features]``."""
+        parts = [self.rating_encoder(self.rows(ids))]
+        if self.side is not None:
+            for (field, _, _), encoder in zip(self.side.spec, self.side_encoders):
+                parts.append(encoder(self.side.tokens(field, ids)))
+        if self.id_embedding is not None:
+            parts.append(self.id_embedding(ids))
+        return torch.cat(parts, dim=1)
+
+
+class NRP(GeneralRecommender):
+    """NRP-direct (Raziperchikolaei et al., arXiv:2010.06070, §3.2).
+
+    Args:
+        config: RecBole config; keys in ``properties/model/NRP.yaml``:
+            ``encoder_layers``, ``prediction_layers``, ``activation``, ``use_side_info``,
+            ``user_side_fields``, ``item_side_fields``, ``use_id_embedding``,
+            ``id_embedding_size``.
+        dataset: the *training* dataset; its ratings become the encoders' inputs.
+    """
+
+    input_type = InputType.POINTWISE
+
+    def __init__(self, config, dataset) -> None:
+        super().__init__(config, dataset)
+        name = type(self).__name__
+        check_common(name, config, dataset)
+        self.LABEL = config["LABEL_FIELD"]
+        layers = check_layers(name, "encoder_layers", config["encoder_layers"])
+        prediction = check_layers(name, "prediction_layers", config["prediction_layers"])
+        check_param(name, "prediction_layers", prediction, lambda v: v[-1] == 1,
+                    "a list of widths ending with the single output unit 1")
+        activation = check_param(name, "activation", config["activation"], ACTIVATIONS)
+        use_side = check_param(name, "use_side_info", config["use_side_info"], [True, False])
+        use_ids = check_param(name, "use_id_embedding", config["use_id_embedding"], [True, False])
+        id_size = check_param(name, "id_embedding_size", config["id_embedding_size"], positive_int,
+                              "a positive int")
+
+        ratings = rating_matrix(dataset, self.LABEL)
+        user_side = item_side = None
+        if use_side:
+            user_side = SideInformation(dataset, "user", config["user_side_fields"] or [], name)
+            item_side = SideInformation(dataset, "item", config["item_side_fields"] or [], name)
+        self.user_tower = DirectTower(SparseRatingRows(ratings), user_side, layers, activation,
+                                      self.n_users if use_ids else 0, id_size)
+        self.item_tower = DirectTower(SparseRatingRows(ratings.T), item_side, layers, activation,
+                                      self.n_items if use_ids else 0, id_size)
+        joint = self.user_tower.out_features + self.item_tower.out_features
+        self.predictor = build_mlp([joint] + prediction, activation, last_activation=False)
+        self.loss = nn.MSELoss()
+        self.apply(init_dense)
+
+    def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """Predicted ratings ``h([z_j, z_k])``: ``[B]``."""
+        joint = torch.cat([self.user_tower(user), self.item_tower(item)], dim=1)
+        return self.predictor(joint).squeeze(-1)
+
+    def calculate_loss(self, interaction) -> torch.Tensor:
+        prediction = self.forward(interaction[self.USER_ID], interaction[self.ITEM_ID])
+        return self.loss(prediction, interaction[self.LABEL])
+
+    def predict(self, interaction) -> torch.Tensor:
+        return self.forward(interaction[self.USER_ID], interaction[self.ITEM_ID])
+
+    def full_sort_predict(self, interaction) -> torch.Tensor:
+        """Ratings of each user in the batch for every item: ``[B * n_items]``."""
+        users = self.user_tower(interaction[self.USER_ID])  # [B, du]
+        items = self.item_tower(torch.arange(self.n_items, device=self.device))  # [n_items, di]
+        joint = torch.cat([users.unsqueeze(1).expand(-1, self.n_items, -1),
+                           items.unsqueeze(0).expand(len(users), -1, -1)], dim=2)
+        return self.predictor(joint).reshape(-1)
