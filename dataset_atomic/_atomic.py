@@ -98,7 +98,8 @@ def detect_encoding(path: Path) -> str:
 
 def iter_records(path: str | os.PathLike, *, sep: str, ncols: int | None = None,
                  min_cols: int = 1, encoding: str = "utf-8",
-                 header: Sequence[str] | None = None) -> Iterator[tuple[int, list[str], str]]:
+                 header: Sequence[str] | None = None,
+                 allow_empty: bool = False) -> Iterator[tuple[int, list[str], str]]:
     """Yield ``(line_number, columns, line_text)`` for each line of a delimited text file.
 
     Args:
@@ -111,6 +112,9 @@ def iter_records(path: str | os.PathLike, *, sep: str, ncols: int | None = None,
             line.
         header: if given, the first line must consist of exactly these column names; it is
             checked and skipped.
+        allow_empty: accept empty columns (ml-100k's ``u.item`` has an always-empty
+            video-release-date column); otherwise an empty column is an error, since it
+            usually means a doubled separator.
 
     A trailing ``\\r`` (CRLF files) is tolerated. Blank lines are tolerated only at the
     end of the file. An empty file, a wrong column count, an empty column and an
@@ -154,7 +158,7 @@ def iter_records(path: str | os.PathLike, *, sep: str, ncols: int | None = None,
                     hint = ""
                     if len(columns) == 1:
                         others = [name for s, name in _SEPARATOR_NAMES.items()
-                                  if s != sep and s in text and s != " "]
+                                  if s != sep and s in text]
                         if others:
                             hint = f"; the line contains {others[0]}, wrong separator?"
                     elif not complete:
@@ -162,7 +166,7 @@ def iter_records(path: str | os.PathLike, *, sep: str, ncols: int | None = None,
                     raise ConversionError(
                         f"expected {expected} {sep_name}-separated columns, got "
                         f"{len(columns)}{hint}", path, number, text)
-                if "" in columns:
+                if not allow_empty and "" in columns:
                     raise ConversionError(
                         f"empty column {columns.index('') + 1} (doubled or trailing "
                         f"{sep_name} separator?)", path, number, text)

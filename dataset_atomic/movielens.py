@@ -13,8 +13,8 @@ Output fields follow RecBole's bundled ml-100k files: ``user_id:token item_id:to
 rating:float timestamp:float``; ``.user`` ``user_id age gender occupation zip_code`` (all
 tokens; ml-1m keeps its age/occupation codes); ``.item`` ``item_id:token
 movie_title:token_seq release_year:token genre:token_seq``. The year is cut from the
-title's trailing ``(YYYY)`` (ml-100k: from the release date when present), as RecBole's
-ml-100k does; RecBole names the genre field ``class``, this project names it ``genre``.
+title's trailing ``(YYYY)`` as in RecBole's ml-100k (ml-100k: from the release date when
+the title has none); RecBole names the genre field ``class``, this project names it ``genre``.
 
 Side files are optional (missing ones are skipped and noted in ``stats.json``); the
 ratings are required. Text files are read as UTF-8 when they decode as UTF-8, else as
@@ -126,7 +126,7 @@ def _convert_100k(conv: Conversion, root: Path) -> None:
         items: dict[str, int] = {}
         item_rows = []
         for line, columns, text in iter_records(path, sep="|", ncols=5 + len(genres),
-                                                encoding=detect_encoding(path)):
+                                                encoding=detect_encoding(path), allow_empty=True):
             iid = str(parse_int(columns[0], path, line, "item id"))
             if iid in items:
                 raise ConversionError(f"duplicate item, first on line {items[iid]}", path, line, text)
@@ -136,7 +136,7 @@ def _convert_100k(conv: Conversion, root: Path) -> None:
                 raise ConversionError("genre flags must be 0 or 1", path, line, text)
             title, year = _split_title(columns[1])
             release = columns[2].strip()
-            if re.fullmatch(r"\d{1,2}-[A-Za-z]{3}-\d{4}", release):
+            if not year and re.fullmatch(r"\d{1,2}-[A-Za-z]{3}-\d{4}", release):
                 year = release[-4:]
             genre = " ".join(g for g, flag in zip(genres, flags) if flag == "1")
             item_rows.append((iid, title, year, genre))
