@@ -29,6 +29,8 @@ PLUGIN_MODELS: dict[str, str] = {
     "DHA": "recbole_ext.model.general_recommender.dha:DHA",
     "BiasedMF": "recbole_ext.model.general_recommender.biasedmf:BiasedMF",
     "RNNCCE": "recbole_ext.model.sequential_recommender.rnncce:RNNCCE",
+    "LEGCF": "recbole_ext.model.general_recommender.legcf:LEGCF",
+    "C2F": "recbole_ext.model.general_recommender.c2f:C2F",
 }
 
 # model name -> "module:TrainerClass" for models whose training RecBole's trainers
@@ -41,6 +43,8 @@ PLUGIN_TRAINERS: dict[str, str] = {
     "ASDAE": "recbole_ext.trainer.rating:AlternatingTrainer",
     "DHA": "recbole_ext.trainer.rating:AlternatingTrainer",
     "BiasedMF": "recbole_ext.trainer.rating:RatingTrainer",
+    "LEGCF": "recbole_ext.trainer.meta_embedding_trainer:MetaEmbeddingTrainer",
+    "C2F": "recbole_ext.trainer.meta_embedding_trainer:MetaEmbeddingTrainer",
 }
 
 # model name -> "module:DatasetClass" for protocols RecBole's datasets cannot express.

@@ -14,4 +14,10 @@ MODEL_OVERRIDES: dict[str, dict] = {
         "prediction_layers": [8, 1], "embedding_size": 8, "metrics": ["RMSE", "MAE", "RatingPrecision"],
         "valid_metric": "RMSE"} for name in ("NRP", "NRPaSDAE", "NRPDHA", "ASDAE", "DHA", "BiasedMF")},
     "RNNCCE": {"embedding_size": 8, "hidden_size": 12, "cell": "gru"},
+    **{name: {  # tiny codebooks; one negative per positive keeps an epoch well under a second
+        "embedding_size": 8, "n_anchors": 8, "train_batch_size": 256,
+        "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1, "alpha": 1.0,
+                                  "dynamic": False, "candidate_num": 0},
+        **({"n_fine_anchors": 6, "n_fine_compositions": 2, "sparse_pca_components": 4}
+           if name == "C2F" else {})} for name in ("LEGCF", "C2F")},
 }
