@@ -29,6 +29,7 @@ PLUGIN_MODELS: dict[str, str] = {
     "DHA": "recbole_ext.model.general_recommender.dha:DHA",
     "BiasedMF": "recbole_ext.model.general_recommender.biasedmf:BiasedMF",
     "RNNCCE": "recbole_ext.model.sequential_recommender.rnncce:RNNCCE",
+    "DLR2": "recbole_ext.model.sequential_recommender.dlr2:DLR2",
     "LEGCF": "recbole_ext.model.general_recommender.legcf:LEGCF",
     "C2F": "recbole_ext.model.general_recommender.c2f:C2F",
 }
@@ -43,6 +44,7 @@ PLUGIN_TRAINERS: dict[str, str] = {
     "ASDAE": "recbole_ext.trainer.rating:AlternatingTrainer",
     "DHA": "recbole_ext.trainer.rating:AlternatingTrainer",
     "BiasedMF": "recbole_ext.trainer.rating:RatingTrainer",
+    "DLR2": "recbole_ext.trainer.dlr2:DLR2Trainer",
     "LEGCF": "recbole_ext.trainer.meta_embedding_trainer:MetaEmbeddingTrainer",
     "C2F": "recbole_ext.trainer.meta_embedding_trainer:MetaEmbeddingTrainer",
 }

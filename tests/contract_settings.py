@@ -20,4 +20,6 @@ MODEL_OVERRIDES: dict[str, dict] = {
                                   "dynamic": False, "candidate_num": 0},
         **({"n_fine_anchors": 6, "n_fine_compositions": 2, "sparse_pca_components": 4}
            if name == "C2F" else {})} for name in ("LEGCF", "C2F")},
+    "DLR2": {"embedding_size": 8, "embedding_init_dim": 8, "dlr2_channels": [4, 8],
+             "dlr2_hidden_size": [16, 8]},  # LEPORID-initialised and frozen, as by default
 }
