@@ -124,11 +124,14 @@ def iter_records(path: str | os.PathLike, *, sep: str, ncols: int | None = None,
     if not path.is_file():
         raise ConversionError("file not found", path)
     size = path.stat().st_size
+    with open(path, "rb") as probe:
+        packed = probe.read(2) == b"\x1f\x8b"
     sep_name = _SEPARATOR_NAMES.get(sep, repr(sep))
     blank_at = None
     seen = 0
-    bar = tqdm(total=size, unit="B", unit_scale=True, desc=path.name, leave=False,
-               disable=True if size < PROGRESS_MIN_BYTES else None, file=sys.stderr)
+    # Progress counts unpacked bytes, so a gzip file's bar has no known total.
+    bar = tqdm(total=None if packed else size, unit="B", unit_scale=True, desc=path.name,
+               leave=False, disable=True if size < PROGRESS_MIN_BYTES else None, file=sys.stderr)
     try:
         with _open_binary(path) as handle:
             for number, raw in enumerate(handle, start=1):
