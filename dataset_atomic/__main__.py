@@ -2,7 +2,8 @@
 
 Input problems (bad lines, wrong encodings, existing output, ...) print one line,
 ``error: file:line: message (offending text)``, on stderr and exit with status 2; no
-traceback. The summary goes to stdout and, in full, to ``DIR/stats.json``.
+traceback; an operating-system error (permissions, disk full) prints one line and exits
+with status 1. The summary goes to stdout and, in full, to ``DIR/stats.json``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataset_atomic import FORMATS, ConversionError, __version__
 from dataset_atomic._atomic import summary_lines
 
 EXIT_INPUT_ERROR = 2
+EXIT_SYSTEM_ERROR = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConversionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
+    except OSError as exc:
+        # A system problem (permissions, full disk), not bad input: status 1, still one line.
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_SYSTEM_ERROR
     except KeyboardInterrupt:
         print("error: interrupted; no output written", file=sys.stderr)
         return 130

@@ -178,3 +178,13 @@ def test_cli_bad_option_value_is_an_input_error(tmp_path):
                      "--output", str(tmp_path / "lg"), "--valid-from-test", "2")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: valid_from_test must be in (0, 1); got '2'"
+
+
+def test_cli_system_error_is_one_line_with_status_1(tmp_path):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("")
+    result = run_cli("sequences", "--input", str(FIXTURES / "sequences"),
+                     "--output", str(blocker / "sq"))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "not_a_dir" in lines[0]
