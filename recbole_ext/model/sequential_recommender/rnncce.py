@@ -164,27 +164,33 @@ class RNNCCE(SequentialRecommender):
         """``[B, n_items]`` scores ``W h + b`` (tied: ``W = E``)."""
         return F.linear(hidden, self.output_weight(), self.output_bias_vector())
 
-    def tying_kl(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def tying_kl(self, hidden: torch.Tensor, target: torch.Tensor,
+                 scores: torch.Tensor | None = None) -> torch.Tensor:
         """Batch mean of ``KL(softmax(E e_y / tau) || softmax(E z / tau))`` over real items.
 
         Args:
             hidden: ``[B, d_e]`` projected hidden states ``z``.
             target: ``[B]`` target item ids ``y``.
+            scores: ``z E^T`` (``[B, n_items]``, without bias) if already computed.
         """
         table = self.item_embedding.weight[1:]  # [n_items - 1, d_e]; drop the padding row
         tau = self.tying_temperature
         target_table = table if self.tying_target_grad else table.detach()
         target_emb = target_table[target - 1]  # [B, d_e]
         log_target = F.log_softmax(target_emb @ target_table.t() / tau, dim=-1)
-        log_pred = F.log_softmax(hidden @ table.t() / tau, dim=-1)
+        pred_scores = hidden @ table.t() if scores is None else scores[:, 1:]
+        log_pred = F.log_softmax(pred_scores / tau, dim=-1)
         return F.kl_div(log_pred, log_target, reduction="batchmean", log_target=True)
 
     def calculate_loss(self, interaction) -> torch.Tensor:
         hidden = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         target = interaction[self.POS_ITEM_ID]
-        loss = F.cross_entropy(self.logits(hidden), target)
+        scores = hidden @ self.output_weight().t()  # [B, n_items]
+        loss = F.cross_entropy(scores + self.output_bias_vector(), target)
         if self.tying_loss == "kl":
-            loss = loss + self.tying_gamma * self.tying_temperature * self.tying_kl(hidden, target)
+            # The KL's prediction side reuses z E^T from the output layer (no second matmul).
+            kl = self.tying_kl(hidden, target, scores)
+            loss = loss + self.tying_gamma * self.tying_temperature * kl
         return loss
 
     def predict(self, interaction) -> torch.Tensor:
