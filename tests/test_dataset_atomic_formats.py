@@ -415,3 +415,14 @@ def test_seed_changes_sampled_output(tmp_path):
                          valid_from_test="1/3", seed=seed)
         outputs.add((tmp_path / str(seed) / "lg" / "lg.valid.inter").read_text())
     assert len(outputs) > 1 and a["seed"] == 0
+
+
+def test_movielens_truncated_gzip_is_an_error(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    lines = "".join(f"{u}::{i}::3::978300000\n" for u in range(1, 40) for i in range(1, 200))
+    packed = gzip.compress(lines.encode())
+    (raw / "ratings.dat.gz").write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(ConversionError, match=r"ratings\.dat\.gz: cannot read: Compressed file ended"):
+        movielens.convert(raw, tmp_path / "ml")
+    assert not (tmp_path / "ml").exists()
