@@ -1,0 +1,158 @@
+"""NRP family: leakage-free rating inputs, shapes, side-information checks, learning on tiny data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from recbole.utils import init_seed
+
+from recbole_ext import Config
+from recbole_ext.data import create_dataset, data_preparation
+from recbole_ext.model.general_recommender._rating_encoders import (
+    FirstLayer,
+    SparseRatingRows,
+    masked_mse,
+)
+from recbole_ext.quick_start import build_model
+from recbole_ext.registry import get_trainer
+
+MODELS = ["NRP", "NRPaSDAE", "NRPDHA", "ASDAE", "DHA", "BiasedMF"]
+TINY = {
+    "load_col": {"inter": ["user_id", "item_id", "rating"],
+                 "user": ["user_id", "age", "gender", "occupation", "zip_code"],
+                 "item": ["item_id", "title", "genre"]},
+    "item_side_fields": ["title", "genre"], "encoder_layers": [16, 8], "prediction_layers": [8, 1],
+    "embedding_size": 8,
+}
+
+
+def pipeline(make_config, model: str, **overrides):
+    config = Config(config_dict=make_config(model=model, **{**TINY, **overrides}))
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train, valid, test = data_preparation(config, dataset)
+    return config, dataset, build_model(config, train._dataset), (train, valid, test)
+
+
+def test_sparse_rows_gather_matches_dense():
+    dense = np.array([[0, 3, 0, 5], [0, 0, 0, 0], [1, 0, 2, 0]], dtype=np.float32)
+    rows = SparseRatingRows(sp.csr_matrix(dense))
+    ids = torch.tensor([2, 0, 1, 2])
+    torch.testing.assert_close(rows(ids), torch.from_numpy(dense[[2, 0, 1, 2]]))
+    # the item side is the transpose: column 3 holds user 0's rating 5
+    cols = SparseRatingRows(sp.csr_matrix(dense).T)
+    torch.testing.assert_close(cols(torch.tensor([3])), torch.tensor([[5.0, 0.0, 0.0]]))
+
+
+def test_token_first_layer_equals_dense_layer_on_multi_hot():
+    from recbole.utils import FeatureType
+
+    layer = FirstLayer(FeatureType.TOKEN_SEQ, width=5, out_features=3)
+    tokens = torch.tensor([[2, 4, 4, 0], [1, 0, 0, 0]])  # 4 repeated, 0 padding
+    multi_hot = torch.tensor([[0, 0, 1, 0, 1], [0, 1, 0, 0, 0]], dtype=torch.float)
+    expected = multi_hot @ layer.bag.weight + layer.bias
+    torch.testing.assert_close(layer(tokens), expected)
+
+
+def test_masked_mse_ignores_unknown_entries():
+    target = torch.tensor([[4.0, 0.0, 2.0]])
+    prediction = torch.tensor([[3.0, 9.0, 2.0]])
+    assert masked_mse(prediction, target).item() == pytest.approx(0.5)  # (1 + 0) / 2
+
+
+@pytest.mark.parametrize("model_name", ["NRP", "NRPaSDAE", "DHA"])
+def test_rating_inputs_come_from_the_training_split_only(make_config, model_name):
+    config, dataset, model, (train, valid, test) = pipeline(make_config, model_name)
+    uid, iid = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
+    test_inter = test._dataset.inter_feat
+    user, item = int(test_inter[uid][0]), int(test_inter[iid][0])
+    train_inter = train._dataset.inter_feat
+    user_rows = model.user_tower.rows(torch.tensor([user]))[0]
+    # the training row equals the user's training ratings and nothing else
+    mask = train_inter[uid] == user
+    expected = torch.zeros(model.n_items)
+    expected[train_inter[iid][mask]] = train_inter["rating"][mask]
+    torch.testing.assert_close(user_rows, expected)
+    assert user_rows[item] == 0, "a test rating leaked into the user's input vector"
+
+    # rebuild everything with that test rating changed: the model's input is unchanged
+    init_seed(config["seed"], config["reproducibility"])
+    changed = create_dataset(config)
+    frame = changed.inter_feat
+    row = (frame[uid] == user) & (frame[iid] == item)
+    old_rating = float(frame.loc[row, "rating"].iloc[0])
+    frame.loc[row, "rating"] = 1.0 if old_rating != 1.0 else 5.0
+    train2, _, test2 = data_preparation(config, changed)
+    inter2 = test2._dataset.inter_feat
+    in_test = (inter2[uid] == user) & (inter2[iid] == item)
+    assert float(inter2["rating"][in_test][0]) != old_rating, "the changed rating should sit in the test split"
+    rebuilt = build_model(config, train2._dataset)
+    torch.testing.assert_close(rebuilt.user_tower.rows(torch.tensor([user]))[0], user_rows)
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+def test_predict_and_full_sort_shapes_agree(make_config, model_name):
+    config, _, model, (_, _, test) = pipeline(make_config, model_name)
+    model.eval()
+    batch = next(iter(test))[0]
+    with torch.no_grad():
+        scores = model.predict(batch)
+        full = model.full_sort_predict(batch).reshape(len(batch), model.n_items)
+    assert scores.shape == (len(batch),)
+    rows = torch.arange(len(batch))
+    torch.testing.assert_close(full[rows, batch[config["ITEM_ID_FIELD"]]], scores, rtol=1e-4, atol=1e-4)
+
+
+def test_nrp_representation_width_and_parameter_count(make_config):
+    _, dataset, model, _ = pipeline(make_config, "NRP", use_id_embedding=True, id_embedding_size=4)
+    # user: ratings + 4 fields + id -> 5 * 8 + 4; item: ratings + 2 fields + id -> 3 * 8 + 4
+    assert model.user_tower.out_features == 44
+    assert model.item_tower.out_features == 28
+    z = model.user_tower(torch.tensor([1, 2, 3]))
+    assert z.shape == (3, 44)
+    assert model.predictor[0].in_features == 72
+    _, _, plain, _ = pipeline(make_config, "NRP", use_side_info=False)
+    assert plain.user_tower.out_features == 8 and len(plain.user_tower.side_encoders) == 0
+
+
+@pytest.mark.parametrize("model_name", ["NRP", "NRPDHA", "ASDAE"])
+def test_missing_side_field_is_named(make_config, model_name):
+    with pytest.raises(ValueError, match="'release_year'.*load_col\\['item'\\]"):
+        pipeline(make_config, model_name, item_side_fields=["title", "release_year"])
+
+
+def test_normalised_ratings_are_refused(make_config):
+    with pytest.raises(ValueError, match="normalize_all"):
+        pipeline(make_config, "NRP", normalize_all=True)
+
+
+@pytest.mark.parametrize(("key", "value"), [("activation", "gelu"), ("prediction_layers", [8, 2]),
+                                            ("encoder_layers", [])])
+def test_bad_hyper_parameters_raise(make_config, key, value):
+    with pytest.raises(ValueError, match=f"'{key}' parameter of NRP"):
+        pipeline(make_config, "NRP", **{key: value})
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+def test_training_loss_decreases(make_config, model_name):
+    # MF starts from near-zero factors and needs a larger step to leave the global mean
+    rate = 1.0e-1 if model_name == "BiasedMF" else 1.0e-2
+    overrides = {"learner": "adam", "learning_rate": rate, "weight_decay": 0.0, "train_batch_size": 128}
+    config, _, model, (train, _, _) = pipeline(make_config, model_name, epochs=4, **overrides)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    losses = [trainer._train_epoch(train, epoch) for epoch in range(4)]
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_alternating_trainer_moves_mf_factors_only_in_the_mf_step(make_config):
+    config, _, model, (train, _, _) = pipeline(make_config, "ASDAE")
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert id(model.user_factors.weight) not in optimised
+    assert id(model.item_factors.weight) not in optimised
+    assert len(optimised) == len(list(model.parameters())) - 2
+    before = model.user_factors.weight.detach().clone()
+    trainer._train_epoch(train, 0)
+    assert not torch.equal(before, model.user_factors.weight)
