@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import base_config
 
 from recbole_ext import Config, run_recbole_ext
 from recbole_ext.data import create_dataset, data_preparation
@@ -142,3 +143,38 @@ def test_end_to_end_run_reports_every_devooght_metric(tmp_path, output):
     assert test["sps@3"] in (0.0, 0.5, 1.0) and test["user_coverage@3"] in (0.0, 0.5, 1.0)
     assert test["item_coverage@3"] == int(test["item_coverage@3"])
     assert torch.isfinite(torch.tensor(result["best_valid_score"]))
+
+
+def test_a_recbole_sequential_model_uses_the_same_split_when_the_protocol_is_on(tmp_path):
+    # GRU4Rec has no plugin dataset; devooght_protocol alone routes it to the Devooght split.
+    data_path = write_split(tmp_path, "dev", {"train": TRAIN, "valid": VALID, "test": TEST})
+    config = devooght_config(tmp_path, data_path, model="GRU4Rec", embedding_size=6,
+                             hidden_size=6, loss_type="CE", train_neg_sample_args=None)
+    dataset = create_dataset(Config(config_dict=config))
+    assert type(dataset).__name__ == "DevooghtDataset"
+    test = run_recbole_ext(config_dict=config)["test_result"]
+    assert set(test) == {"sps@3", "recall@3", "precision@3", "ndcg@3", "user_coverage@3",
+                         "item_coverage@3", "blockbuster_share@3"}
+
+
+def test_recbole_leave_one_out_protocol_trains_rnncce_and_gru4rec_on_the_same_rows(
+        tmp_path, tiny_dataset):
+    # RecBole's sequential benchmark protocol: prefix augmentation, last item = test target.
+    data_path, name = tiny_dataset
+    loo = {"eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"},
+           "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+           "train_neg_sample_args": None, "metrics": ["Recall", "MRR", "NDCG", "Hit"],
+           "topk": [5], "valid_metric": "MRR@5", "MAX_ITEM_LIST_LENGTH": 10}
+    sizes, results = {}, {}
+    for model, extra in (("RNNCCE", {"embedding_size": 8, "hidden_size": 8}),
+                         ("GRU4Rec", {"embedding_size": 8, "hidden_size": 8, "loss_type": "CE"})):
+        config = Config(config_dict=base_config(tmp_path, data_path, model=model, dataset=name,
+                                                **loo, **extra))
+        train, valid, test = data_preparation(config, create_dataset(config))
+        sizes[model] = (len(train.dataset), len(valid.dataset), len(test.dataset))
+        results[model] = run_recbole_ext(config_dict=base_config(
+            tmp_path, data_path, model=model, dataset=name, **loo, **extra))["test_result"]
+    assert sizes["RNNCCE"] == sizes["GRU4Rec"]
+    assert set(results["RNNCCE"]) == set(results["GRU4Rec"]) == {"recall@5", "mrr@5", "ndcg@5",
+                                                                 "hit@5"}
+    assert all(np.isfinite(v) for v in results["RNNCCE"].values())

@@ -3,7 +3,9 @@
 RecBole's ``create_dataset`` silently tries to download any dataset whose atomic files
 are missing (there is no network in many research clusters, and a typo in a dataset
 name should not trigger a download). Here the files are checked first, and a model
-listed in :data:`recbole_ext.registry.PLUGIN_DATASETS` gets its own dataset class.
+listed in :data:`recbole_ext.registry.PLUGIN_DATASETS` gets its own dataset class, and any
+sequential model gets :class:`recbole_ext.data.devooght.DevooghtDataset` when the config sets
+``devooght_protocol: True``.
 """
 
 from __future__ import annotations
@@ -51,6 +53,13 @@ def create_dataset(config):
     """RecBole's ``create_dataset`` after checking the files; plugin dataset classes first."""
     check_dataset_files(config)
     dataset_class = get_dataset_class(config["model"])
+    if (dataset_class is None and config["devooght_protocol"]
+            and config["MODEL_TYPE"] == ModelType.SEQUENTIAL):
+        # Any RecBole sequential model (GRU4Rec, SASRec, ...) can be scored on the same
+        # user-disjoint split as RNNCCE.
+        from recbole_ext.data.devooght import DevooghtDataset
+
+        dataset_class = DevooghtDataset
     if dataset_class is not None:
         return dataset_class(config)
     return recbole_create_dataset(config)
