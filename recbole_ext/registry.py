@@ -32,6 +32,8 @@ PLUGIN_MODELS: dict[str, str] = {
     "DLR2": "recbole_ext.model.sequential_recommender.dlr2:DLR2",
     "LEGCF": "recbole_ext.model.general_recommender.legcf:LEGCF",
     "C2F": "recbole_ext.model.general_recommender.c2f:C2F",
+    "KNI": "recbole_ext.model.knowledge_aware_recommender.kni:KNI",
+    "NI": "recbole_ext.model.knowledge_aware_recommender.kni:NI",
 }
 
 # model name -> "module:TrainerClass" for models whose training RecBole's trainers
@@ -47,11 +49,15 @@ PLUGIN_TRAINERS: dict[str, str] = {
     "DLR2": "recbole_ext.trainer.dlr2:DLR2Trainer",
     "LEGCF": "recbole_ext.trainer.meta_embedding_trainer:MetaEmbeddingTrainer",
     "C2F": "recbole_ext.trainer.meta_embedding_trainer:MetaEmbeddingTrainer",
+    "KNI": "recbole_ext.trainer.kni:KNITrainer",
+    "NI": "recbole_ext.trainer.kni:KNITrainer",
 }
 
 # model name -> "module:DatasetClass" for protocols RecBole's datasets cannot express.
 PLUGIN_DATASETS: dict[str, str] = {
     "RNNCCE": "recbole_ext.data.devooght:DevooghtDataset",
+    "KNI": "recbole_ext.data.labeled:LabeledKGDataset",
+    "NI": "recbole_ext.data.labeled:LabeledKGDataset",
 }
 
 _RECBOLE_FAMILIES = {

@@ -22,4 +22,11 @@ MODEL_OVERRIDES: dict[str, dict] = {
            if name == "C2F" else {})} for name in ("LEGCF", "C2F")},
     "DLR2": {"embedding_size": 8, "embedding_init_dim": 8, "dlr2_channels": [4, 8],
              "dlr2_hidden_size": [16, 8]},  # LEPORID-initialised and frozen, as by default
+    **{name: {  # pointwise on the fixture's 0/1 labels, RippleNet-style protocol; small tables
+        "load_col": {"inter": ["user_id", "item_id", "label"], "kg": ["head_id", "relation_id", "tail_id"],
+                     "link": ["item_id", "entity_id"]},
+        "train_neg_sample_args": None, "metrics": ["AUC", "LogLoss", "ACC"], "valid_metric": "AUC",
+        "eval_args": {"split": {"RS": [0.6, 0.2, 0.2]}, "order": "RO", "group_by": None, "mode": "labeled"},
+        "embedding_size": 8, "max_degree": 8, "hop_n_sample": "1,4", "n_eval": 4}
+       for name in ("KNI", "NI")},
 }

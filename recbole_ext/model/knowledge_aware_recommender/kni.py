@@ -1,0 +1,343 @@
+r"""KNI / NI: knowledge-enhanced neighbourhood interaction for click-through-rate prediction.
+
+Reference:
+    Yanru Qu, Ting Bai, Weinan Zhang, Jianyun Nie and Jian Tang. "An End-to-End
+    Neighborhood-based Interaction Model for Knowledge-enhanced Recommendation".
+    Proceedings of the 1st International Workshop on Deep Learning Practice for
+    High-Dimensional Sparse Data (DLP-KDD'19), arXiv:1908.04032.
+    Official TensorFlow code: https://github.com/Atomu2014/KNI (models.py, layers.py, utils.py).
+
+Graph. One homogeneous, unweighted node space ``[0 = padding | entities | users]``: item
+``i`` is entity ``i`` (RecBole's KG dataset aligns linked items with their entities), KG-only
+entities follow, users come last. Edges, added in both directions: the *positive training*
+interactions (``label > 0.5`` in the training split the model is built on; every training
+row when the data carry no label and negatives are sampled) and, with ``kg: True``, every KG
+triple with its relation dropped. ``NI`` is this model with ``kg: False``. Node 0 has a fixed
+zero embedding; a node without neighbours has only node 0 as neighbour.
+
+Sampling. A table of ``max_degree`` neighbours per node is drawn once (seed
+``neighbor_table_seed``): without replacement when the degree is at least ``max_degree``,
+with replacement otherwise. Each forward pass draws one random permutation of the table's
+columns per hop (shared by the batch) and keeps the first ``k`` columns.
+
+Model. With ``hop_n_sample = "1,k"`` the neighbourhood of a node ``x`` is
+``N_x = [e_x; e_{n_1}; ...; e_{n_k}]`` (``[k+1, d]``). With ``"1,k1,k2"`` every node of
+``N_x`` is first replaced by one mean aggregation over itself and ``k`` sampled neighbours
+(``k1`` for ``x``, ``k2`` for its neighbours): ``h = ReLU(mean(e_self, e_nbrs) + b)``, as the
+reference code uses it. Then, for a user ``u`` and an item ``v``:
+
+.. math::
+    Z_{ij} = \langle N_u[i], N_v[j] \rangle, \qquad
+    s = \sum_{ij} \alpha_{ij} Z_{ij}, \qquad \hat y = \sigma(s)
+
+    \text{ni:1}: \alpha = \operatorname{softmax}(Z / T), \qquad
+    \text{ni:2}: \alpha_{ij} = \operatorname{softmax}_{ij}\big(\tanh(N_u[i] w_1 + b_1 + N_v[j] w_2 + b_2) / T\big)
+
+over all ``(k+1)^2`` pairs. Dropout (``dropout_prob``) is applied to the aggregation inputs
+and to ``N_u``, ``N_v``. Loss: mean binary cross-entropy on the label plus
+``l2_reg * (||E||^2 + ||w_1||^2 + ||w_2||^2) / 2`` over the whole embedding table (biases are
+not regularised), as in the reference code. At evaluation the probabilities of ``n_eval``
+independent samplings are averaged; all samplings run as one batched tensor computation.
+
+Deviations and choices (see ``../shared/reference/kni_rnncce.md`` section 1):
+
+- KG direction: the reference reads a matrix ``adj`` whose variant (directed or not) is not
+  recorded; ``kg_undirected: True`` (default) adds every triple in both directions.
+- The reference first removes entities more than ``n_hop + 1`` hops away from any user or
+  item; they can never be sampled, so keeping them changes no prediction (only the size of
+  the embedding table and its l2 term, whose gradient on an unsampled row is weight decay).
+- KG relations with fewer than 100 triples are removed by the data converter
+  (``python -m dataset_atomic ripplenet-kg --min-relation-triples 100``), not here.
+- Model selection uses the validation split (RecBole's default); the reference selects
+  on the test split, which ``select_on_test: True`` reproduces for comparison only
+  (:mod:`recbole_ext.data.labeled`).
+- ``full_sort_predict`` scores every item for a user, averaging ``n_eval`` samplings as in
+  ``predict``, so the model can be ranked under RecBole's full-ranking protocol.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from recbole.model.abstract_recommender import KnowledgeRecommender
+from recbole.utils import InputType
+from torch import nn
+
+from recbole_ext.utils import check_param, non_negative_float, positive_int
+
+# Upper bound on the elements of one [samplings, users, items, (k+1)^2] block of
+# full_sort_predict; items are scored in chunks below it to keep memory bounded.
+_FULL_SORT_BLOCK = 1 << 24
+
+
+def parse_hop_n_sample(value, owner: str = "KNI") -> list[int]:
+    """``"1,4"`` / ``"1,8,4"`` / ``[1, 4]`` -> ``[4]`` / ``[8, 4]`` (samples per hop).
+
+    Raises:
+        ValueError: not one or two hops, a first entry other than 1, or a non-positive count.
+    """
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",")]
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        parts = None
+    try:
+        counts = [int(p) for p in parts] if parts is not None else None
+    except (TypeError, ValueError):
+        counts = None
+    if (counts is None or len(counts) not in (2, 3) or counts[0] != 1
+            or any(c <= 0 for c in counts) or any(isinstance(p, bool) for p in parts)):
+        raise ValueError(f"The 'hop_n_sample' parameter of {owner} must be '1,k' (one hop) or "
+                         f"'1,k1,k2' (two hops) with positive k; the leading 1 is the centre node. "
+                         f"Got {value!r} instead.")
+    return counts[1:]
+
+
+def build_neighbor_table(src: np.ndarray, dst: np.ndarray, n_nodes: int, max_degree: int,
+                         seed: int) -> np.ndarray:
+    """``[n_nodes, max_degree]`` int32 table of sampled neighbours (KNI ``pre_process_adj``).
+
+    Row ``x`` holds ``max_degree`` neighbours of ``x`` drawn without replacement when
+    ``degree(x) >= max_degree`` and with replacement when ``0 < degree(x) < max_degree``;
+    a node without neighbours gets the padding node 0.
+
+    Args:
+        src, dst: directed edge list (``src -> dst`` makes ``dst`` a neighbour of ``src``),
+            free of duplicates.
+        n_nodes: number of nodes, padding node 0 included.
+        max_degree: table width.
+        seed: numpy seed of the draw.
+    """
+    rng = np.random.default_rng(seed)
+    order = np.argsort(src, kind="stable")
+    neighbours = dst[order]
+    degree = np.bincount(src, minlength=n_nodes)
+    start = np.concatenate([[0], np.cumsum(degree)[:-1]])
+    table = np.zeros((n_nodes, max_degree), dtype=np.int32)
+
+    low = np.flatnonzero((degree > 0) & (degree < max_degree))
+    # with replacement, vectorised: uniform offsets into each node's slice of the CSR list
+    offsets = (rng.random((len(low), max_degree)) * degree[low, None]).astype(np.int64)
+    table[low] = neighbours[start[low, None] + offsets]
+    for node in np.flatnonzero(degree >= max_degree):
+        row = neighbours[start[node]:start[node] + degree[node]]
+        table[node] = rng.choice(row, size=max_degree, replace=False)
+    return table
+
+
+class KNI(KnowledgeRecommender):
+    """Knowledge-enhanced neighbourhood interaction (``kg: True``) or NI (``kg: False``)."""
+
+    input_type = InputType.POINTWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        owner = type(self).__name__
+        self.use_kg = check_param(owner, "kg", config["kg"], (True, False))
+        attention = check_param(owner, "ni_attention", config["ni_attention"], ("ni", "ni:1", "ni:2"))
+        self.attention = "ni:2" if attention == "ni:2" else "ni:1"
+        self.max_degree = check_param(owner, "max_degree", config["max_degree"], positive_int,
+                                      "a positive int")
+        self.hop_samples = parse_hop_n_sample(config["hop_n_sample"], owner)
+        if max(self.hop_samples) > self.max_degree:
+            raise ValueError(f"The 'hop_n_sample' parameter of {owner} samples up to "
+                             f"{max(self.hop_samples)} neighbours per hop, more than 'max_degree' "
+                             f"= {self.max_degree} columns of the neighbour table.")
+        self.embedding_size = check_param(owner, "embedding_size", config["embedding_size"],
+                                          positive_int, "a positive int")
+        self.dropout_prob = check_param(owner, "dropout_prob", config["dropout_prob"],
+                                        lambda p: non_negative_float(p) and p < 1, "a float in [0, 1)")
+        self.l2_reg = check_param(owner, "l2_reg", config["l2_reg"], non_negative_float,
+                                  "a float >= 0")
+        self.temperature = check_param(owner, "ni_temperature", config["ni_temperature"],
+                                       lambda t: non_negative_float(t) and t > 0, "a float > 0")
+        self.n_eval = check_param(owner, "n_eval", config["n_eval"], positive_int, "a positive int")
+        self.kg_undirected = check_param(owner, "kg_undirected", config["kg_undirected"], (True, False))
+        self.LABEL = config["LABEL_FIELD"]
+
+        # node ids: [0 = padding | entities (item i = entity i) | users]; NI needs no KG entities
+        self.n_base = self.n_entities if self.use_kg else self.n_items
+        self.n_nodes = self.n_base + self.n_users - 1
+        src, dst = self._edges(config, dataset)
+        self.n_edges = len(src)
+        table = build_neighbor_table(src, dst, self.n_nodes, self.max_degree,
+                                     int(config["neighbor_table_seed"]))
+        # rebuilt from the data and the seed on load, so it is not stored in checkpoints
+        # (int32: the Book-Crossing table is ~96k x 1024 entries)
+        self.register_buffer("neighbor_table", torch.from_numpy(table), persistent=False)
+
+        self.embedding = nn.Embedding(self.n_nodes, self.embedding_size, padding_idx=0)
+        if len(self.hop_samples) == 2:
+            self.agg_bias = nn.Parameter(torch.zeros(self.embedding_size))
+        if self.attention == "ni:2":
+            self.w1 = nn.Parameter(torch.empty(self.embedding_size, 1))
+            self.w2 = nn.Parameter(torch.empty(self.embedding_size, 1))
+            self.b1 = nn.Parameter(torch.zeros(1))
+            self.b2 = nn.Parameter(torch.zeros(1))
+        self.dropout = nn.Dropout(self.dropout_prob)
+        self.loss_fct = nn.BCEWithLogitsLoss()
+        self._init_weights()
+
+    # ----------------------------------------------------------------- graph
+    def _edges(self, config, dataset) -> tuple[np.ndarray, np.ndarray]:
+        """Deduplicated directed edges (both directions) of the positive-training + KG graph."""
+        inter = dataset.inter_feat
+        users = inter[self.USER_ID].numpy().astype(np.int64)
+        items = inter[self.ITEM_ID].numpy().astype(np.int64)
+        if self.LABEL in inter:
+            labels = inter[self.LABEL].numpy().astype(np.float64)
+            if labels.size and (labels.min() < 0 or labels.max() > 1):
+                raise ValueError(
+                    f"{type(self).__name__} trains with binary cross-entropy on LABEL_FIELD "
+                    f"'{self.LABEL}', whose values must lie in [0, 1]; got values in "
+                    f"[{labels.min()}, {labels.max()}]. Binarise the ratings (e.g. `threshold: "
+                    "{rating: 4}`) or point LABEL_FIELD at a 0/1 column.")
+            if config["train_neg_sample_args"]["distribution"] != "none":
+                raise ValueError(
+                    f"{type(self).__name__}: the data carry labels ('{self.LABEL}') and "
+                    "train_neg_sample_args samples negatives too; RecBole would overwrite the "
+                    "labels with 1 for every row. Set `train_neg_sample_args: ~` to train on the "
+                    "given labels, or drop the label column to train on sampled negatives.")
+            positive = labels > 0.5
+            users, items = users[positive], items[positive]
+        elif config["train_neg_sample_args"]["distribution"] == "none":
+            raise ValueError(
+                f"{type(self).__name__} needs negatives: the data have no '{self.LABEL}' column "
+                "and train_neg_sample_args is None. Load a 0/1 label column (with "
+                "`train_neg_sample_args: ~`) or enable negative sampling.")
+        user_nodes = self._user_nodes_np(users)
+        src = [user_nodes, items]
+        dst = [items, user_nodes]
+        if self.use_kg:
+            heads = dataset.kg_feat[dataset.head_entity_field].numpy().astype(np.int64)
+            tails = dataset.kg_feat[dataset.tail_entity_field].numpy().astype(np.int64)
+            src.append(heads)
+            dst.append(tails)
+            if self.kg_undirected:
+                src.append(tails)
+                dst.append(heads)
+        src, dst = np.concatenate(src), np.concatenate(dst)
+        keep = (src > 0) & (dst > 0)
+        pairs = np.unique(src[keep] * self.n_nodes + dst[keep])
+        return pairs // self.n_nodes, pairs % self.n_nodes
+
+    def _user_nodes_np(self, users: np.ndarray) -> np.ndarray:
+        return np.where(users > 0, self.n_base + users - 1, 0)
+
+    def user_nodes(self, users: torch.Tensor) -> torch.Tensor:
+        """Node ids of RecBole user ids (user 0, RecBole's padding, maps to node 0)."""
+        return torch.where(users > 0, self.n_base + users - 1, torch.zeros_like(users))
+
+    def _init_weights(self) -> None:
+        # glorot-uniform as in the reference; the padding row stays exactly zero
+        nn.init.xavier_uniform_(self.embedding.weight)
+        with torch.no_grad():
+            self.embedding.weight[0].zero_()
+        if self.attention == "ni:2":
+            nn.init.xavier_uniform_(self.w1)
+            nn.init.xavier_uniform_(self.w2)
+
+    # -------------------------------------------------------------- sampling
+    def sample_neighbors(self, nodes: torch.Tensor, k: int) -> torch.Tensor:
+        """``k`` neighbours of each node: ``nodes`` ``[S, ...]`` -> ``[S, ..., k]``.
+
+        Sampling ``s`` takes the first ``k`` columns of its own random permutation of the
+        table's columns, shared by every node of that sampling (the reference's
+        ``UniformSampler``).
+        """
+        n_samplings = nodes.shape[0]
+        keys = torch.rand(n_samplings, self.max_degree, device=nodes.device)
+        columns = keys.argsort(dim=1)[:, :k]
+        columns = columns.view(n_samplings, *([1] * (nodes.dim() - 1)), k)
+        return self.neighbor_table[nodes.unsqueeze(-1), columns].long()
+
+    def neighborhood(self, nodes: torch.Tensor) -> torch.Tensor:
+        """``N_x`` for centre nodes ``[S, B]`` -> ``[S, B, k1 + 1, d]`` (one sampling per S)."""
+        level1 = self.sample_neighbors(nodes, self.hop_samples[0])            # [S, B, k1]
+        hood = torch.cat([nodes.unsqueeze(-1), level1], dim=-1)               # [S, B, k1+1]
+        if len(self.hop_samples) == 1:
+            return self.embedding(hood)
+        # two hops: each node of N_x is mean-aggregated with its own sampled neighbours
+        level2 = self.sample_neighbors(level1, self.hop_samples[1])           # [S, B, k1, k2]
+        level1_emb = self.embedding(level1)
+        centre = self._aggregate(self.embedding(nodes).unsqueeze(-2), level1_emb)
+        outer = self._aggregate(level1_emb.unsqueeze(-2), self.embedding(level2))
+        return torch.cat([centre, outer], dim=-2)
+
+    def _aggregate(self, self_emb: torch.Tensor, nbr_emb: torch.Tensor) -> torch.Tensor:
+        """Reference GCN layer without W: ``ReLU(mean([self; nbrs]) + b)`` with input dropout."""
+        stacked = self.dropout(torch.cat([self_emb, nbr_emb], dim=-2))
+        return F.relu(stacked.mean(dim=-2) + self.agg_bias)
+
+    # ------------------------------------------------------------ interaction
+    def interaction_logits(self, hood_u: torch.Tensor, hood_v: torch.Tensor) -> torch.Tensor:
+        """Score ``s = sum_ij alpha_ij Z_ij`` of paired neighbourhoods ``[..., k+1, d]`` -> ``[...]``."""
+        hood_u, hood_v = self.dropout(hood_u), self.dropout(hood_v)
+        z = torch.matmul(hood_u, hood_v.transpose(-1, -2))                    # [..., k+1, k+1]
+        return (self.attention_weights(hood_u, hood_v, z) * z).flatten(-2).sum(-1)
+
+    def attention_weights(self, hood_u: torch.Tensor, hood_v: torch.Tensor,
+                          z: torch.Tensor) -> torch.Tensor:
+        """Attention over the ``(k+1)^2`` pairs, shaped like ``z``; sums to 1 per pair of nodes."""
+        if self.attention == "ni:1":
+            logits = z / self.temperature
+        else:
+            f1 = torch.matmul(hood_u, self.w1) + self.b1                      # [..., k+1, 1]
+            f2 = torch.matmul(hood_v, self.w2) + self.b2                      # [..., k+1, 1]
+            logits = torch.tanh(f1 + f2.transpose(-1, -2)) / self.temperature
+        return torch.softmax(logits.flatten(-2), dim=-1).view_as(z)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor, n_samplings: int = 1) -> torch.Tensor:
+        """Logits ``[n_samplings, B]`` of user-item pairs, one neighbour sampling per row."""
+        user_nodes = self.user_nodes(users).expand(n_samplings, -1)
+        item_nodes = items.expand(n_samplings, -1)
+        return self.interaction_logits(self.neighborhood(user_nodes), self.neighborhood(item_nodes))
+
+    def l2_loss(self) -> torch.Tensor:
+        """``(||E||^2 + ||w1||^2 + ||w2||^2) / 2``: every embedding and weight, no bias (reference)."""
+        total = self.embedding.weight.pow(2).sum()
+        if self.attention == "ni:2":
+            total = total + self.w1.pow(2).sum() + self.w2.pow(2).sum()
+        return total / 2
+
+    def calculate_loss(self, interaction) -> torch.Tensor:
+        logits = self.forward(interaction[self.USER_ID], interaction[self.ITEM_ID])[0]
+        loss = self.loss_fct(logits, interaction[self.LABEL].float())
+        if self.l2_reg > 0:
+            loss = loss + self.l2_reg * self.l2_loss()
+        return loss
+
+    def predict(self, interaction) -> torch.Tensor:
+        """Click probability averaged over ``n_eval`` neighbour samplings (one batched pass)."""
+        logits = self.forward(interaction[self.USER_ID], interaction[self.ITEM_ID], self.n_eval)
+        return torch.sigmoid(logits).mean(dim=0)
+
+    def full_sort_predict(self, interaction) -> torch.Tensor:
+        """Probabilities ``[B * n_items]`` of every item for each user, ``n_eval`` samplings averaged."""
+        users = interaction[self.USER_ID]
+        n_s = self.n_eval
+        hood_u = self.neighborhood(self.user_nodes(users).expand(n_s, -1))    # [S, B, k+1, d]
+        k1, dim = hood_u.shape[-2], hood_u.shape[-1]
+        # items in chunks: both the item neighbourhoods and the pair scores stay below the block
+        chunk = max(1, _FULL_SORT_BLOCK // (n_s * max(len(users) * k1 * k1, k1 * dim)))
+        scores = []
+        for begin in range(0, self.n_items, chunk):
+            items = torch.arange(begin, min(begin + chunk, self.n_items), device=users.device)
+            hood_v = self.neighborhood(items.expand(n_s, -1))                  # [S, c, k+1, d]
+            logits = self.interaction_logits(hood_u.unsqueeze(2), hood_v.unsqueeze(1))  # [S, B, c]
+            scores.append(torch.sigmoid(logits).mean(dim=0))
+        return torch.cat(scores, dim=1).view(-1)
+
+    def graph_report(self) -> dict:
+        """Sizes of the sampling graph (for logs and benchmark records)."""
+        return {"nodes": self.n_nodes, "directed_edges": self.n_edges, "kg": self.use_kg}
+
+
+class NI(KNI):
+    """Neighbourhood interaction without the knowledge graph: KNI with ``kg: False``.
+
+    Its defaults are ``properties/model/NI.yaml``; setting ``kg: True`` there or on the
+    command line turns it into KNI.
+    """
