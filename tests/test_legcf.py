@@ -225,3 +225,21 @@ def test_resume_continues_in_the_update_sub_stage(make_config):
     resumed.fit(train_data, valid_data, saved=True)
     assert updates == [4] and resumed.phase == ("coarse", "update")
     assert set(resumed.phase_records) == {"coarse/fixed", "coarse/update"}
+
+
+def test_fixed_assignment_epochs_caps_the_fixed_sub_stage(make_config):
+    _, trainer, (train_data, valid_data, _) = pipeline(make_config, epochs=5, eval_step=1,
+                                                       stopping_step=5, fixed_assignment_epochs=2)
+    # improving scores: no early stop, so only the cap ends the fixed sub-stage
+    updates = _scripted_validation(trainer, [0.1, 0.2, 0.3, 0.4, 0.5])
+    trainer.fit(train_data, valid_data, saved=False)
+    records = trainer.phase_records
+    assert (records["coarse/fixed"]["first_epoch"], records["coarse/fixed"]["last_epoch"]) == (0, 1)
+    assert not records["coarse/fixed"]["early_stopped"]
+    assert (records["coarse/update"]["first_epoch"], records["coarse/update"]["last_epoch"]) == (2, 4)
+    assert updates == [2, 3, 4] and trainer.epochs == 5
+
+
+def test_negative_fixed_assignment_epochs_is_refused(make_config):
+    with pytest.raises(ValueError, match=r"'fixed_assignment_epochs' .* Got -1"):
+        pipeline(make_config, fixed_assignment_epochs=-1)

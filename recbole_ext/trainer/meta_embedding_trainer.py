@@ -11,7 +11,9 @@ https://github.com/xurong-liang/LEGCF and https://github.com/htyjers/C2F-MetaEmb
    until early stopping fires again.
 
 ``epochs`` is the budget of each stage; a stage whose fixed sub-stage uses it up has no
-update sub-stage (the official behaviour). Every sub-stage keeps its own best checkpoint,
+update sub-stage (the official behaviour). ``fixed_assignment_epochs`` (> 0) also ends the
+fixed sub-stage after that many epochs, so that a short epoch budget (a CPU benchmark)
+still reaches the assignment update; 0 keeps the official rule (early stopping only). Every sub-stage keeps its own best checkpoint,
 ``<run>-<stage>-<sub-stage>.pth``, so both the best model before and with assignment
 updates stay on disk. A stage ends with the better of its two checkpoints (by the
 validation metric); the next stage starts from it with a fresh optimiser, calling
@@ -57,6 +59,11 @@ class MetaEmbeddingTrainer(Trainer):
         self._checkpoint_stem: str | None = None
         self._last_epoch = -1
         self._resumed = False
+        self.total_epochs = self.epochs
+        self.fixed_assignment_epochs = int(config["fixed_assignment_epochs"] or 0)
+        if self.fixed_assignment_epochs < 0:
+            raise ValueError("The 'fixed_assignment_epochs' parameter of MetaEmbeddingTrainer must be "
+                             f"a non-negative int. Got {self.fixed_assignment_epochs} instead.")
 
     def _build_optimizer(self, **kwargs):
         kwargs.setdefault("params", self.model.optimizer_groups())
@@ -79,9 +86,13 @@ class MetaEmbeddingTrainer(Trainer):
             super().fit(train_data, valid_data, verbose=verbose, saved=saved,
                         show_progress=show_progress, callback_fn=callback_fn)
             early_stopped = self.cur_step > self.stopping_step
+            capped = self.epochs < self.total_epochs and self._last_epoch + 1 >= self.epochs
+            self.epochs = self.total_epochs
             self._record_phase(stage, sub, saved, early_stopped)
-            if sub == "fixed" and early_stopped and self._last_epoch + 1 < self.epochs:
-                self.logger.info(f"[{stage}/fixed] early stop at epoch {self._last_epoch}: "
+            if sub == "fixed" and (early_stopped or capped) and self._last_epoch + 1 < self.epochs:
+                reason = ("early stop" if early_stopped
+                          else f"fixed_assignment_epochs={self.fixed_assignment_epochs} reached")
+                self.logger.info(f"[{stage}/fixed] {reason} at epoch {self._last_epoch}: "
                                  f"switching to [{stage}/update]")
                 self.phase_index += 1
                 self._reset_phase(self._last_epoch + 1)
@@ -137,6 +148,9 @@ class MetaEmbeddingTrainer(Trainer):
         if not self._resumed:
             self.phase_start_epoch = self.start_epoch
         self._resumed = False
+        self.epochs = self.total_epochs
+        if sub == "fixed" and self.fixed_assignment_epochs > 0:
+            self.epochs = min(self.total_epochs, self.phase_start_epoch + self.fixed_assignment_epochs)
         self._last_epoch = self.start_epoch - 1
         self.logger.info(f"[{stage}/{sub}] {_SUB_STAGE_TEXT[sub]}; epochs {self.start_epoch}.."
                          f"{self.epochs - 1}; learning rates {rates}; {self.model.stage_summary()}")

@@ -53,6 +53,19 @@ Args (config keys, defaults in ``properties/model/C2F.yaml``): every key of
     bridge_weight: g, the weight-bridging gate.
     fine_learning_rate: learning rate of ``E_f`` and the biases in the fine stage.
 
+Usage::
+
+    # both stages in one run (the fine stage starts from the best coarse checkpoint)
+    python run_recbole_ext.py --model C2F --dataset gowalla --preset c2f-gowalla
+    python run_recbole_ext.py --model C2F --dataset ml-100k --stage=coarse,fine --epochs=50
+    # the fine stage alone, from a finished LEGCF (or C2F coarse) checkpoint
+    python run_recbole_ext.py --model C2F --dataset ml-100k --stage=fine \
+        --init_checkpoint=saved/LEGCF-ml-100k-<run>-coarse-update.pth
+
+The results JSON has ``memory`` (:meth:`C2F.memory_report`: embedding parameters and bytes
+next to a full-embedding LightGCN) and ``stages`` (checkpoint and best validation result
+of every sub-stage).
+
 Deviations from the official code (besides LEGCF's):
     - One command can run both stages (``stage: [coarse, fine]``); the fine stage then
       starts from the best checkpoint of the coarse stage (the best of its two
