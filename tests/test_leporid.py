@@ -202,6 +202,14 @@ def test_width_mismatch_names_model_layer_and_sizes(make_config):
         apply_embedding_init(model, train, config)
 
 
+def test_freezing_every_parameter_is_a_clear_error(make_config):
+    config, model, train = build(make_config, "BPR", embedding_size=8, embedding_init="le",
+                                 embedding_init_dim=8, embedding_init_freeze=True,
+                                 embedding_init_cache_dir=None)
+    with pytest.raises(ValueError, match=r"embedding_init_freeze=True leaves BPR nothing to train"):
+        apply_embedding_init(model, train, config)
+
+
 def test_bad_method_and_model_without_embeddings(make_config):
     config, model, train = build(make_config, "Pop", embedding_init="leporid", embedding_init_cache_dir=None)
     with pytest.raises(ValueError, match="Pop has no nn.Embedding"):

@@ -71,7 +71,8 @@ def apply_embedding_init(model: nn.Module, dataset: Any, config: Any) -> dict:
 
     Raises:
         ValueError: an unknown method or parameter, no user/item embedding, or a layer
-            whose width differs from ``embedding_init_dim`` (naming model, layer, sizes).
+            whose width differs from ``embedding_init_dim`` (naming model, layer, sizes), or
+            ``embedding_init_freeze`` leaving the model no trainable parameter (BPR, LightGCN).
     """
     owner = "embedding_init"
     method = check_param(owner, "embedding_init", _read(config, "embedding_init"), EMBEDDING_INITS)
@@ -98,6 +99,12 @@ def apply_embedding_init(model: nn.Module, dataset: Any, config: Any) -> dict:
                              f"{module.embedding_dim} but embedding_init_dim is {dim}; set "
                              f"embedding_init_dim={module.embedding_dim} or give the model "
                              f"{dim}-dimensional embeddings")
+    initialised = {id(module.weight) for _, module in layers.values()}
+    if freeze and not any(p.requires_grad and id(p) not in initialised for p in model.parameters()):
+        # RecBole's trainer would fail later with "element 0 of tensors does not require grad"
+        raise ValueError(f"embedding_init_freeze=True leaves {model_name} nothing to train: its only "
+                         f"parameters are the initialised embeddings ({', '.join(layers)}); set "
+                         f"embedding_init_freeze=False or use a model with other trainable layers")
 
     start = time.perf_counter()
     interactions = dataset.inter_matrix(form="csr")  # [n_users, n_items], training split only
