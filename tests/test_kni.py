@@ -1,0 +1,341 @@
+"""KNI/NI: sampling graph, neighbour table, attention, n_eval averaging, ACC, labelled protocol."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from recbole.utils import init_seed
+
+from recbole_ext import Config, get_trainer, run_recbole_ext
+from recbole_ext.data import create_dataset, data_preparation
+from recbole_ext.evaluator.label_metrics import ACC, accuracy
+from recbole_ext.model.knowledge_aware_recommender.kni import (
+    build_neighbor_table,
+    parse_hop_n_sample,
+)
+from recbole_ext.quick_start import build_model
+
+LABELED = {
+    "load_col": {"inter": ["user_id", "item_id", "label"], "kg": ["head_id", "relation_id", "tail_id"],
+                 "link": ["item_id", "entity_id"]},
+    "train_neg_sample_args": None, "metrics": ["AUC", "LogLoss", "ACC"], "valid_metric": "AUC",
+    "eval_args": {"split": {"RS": [0.6, 0.2, 0.2]}, "order": "RO", "group_by": None, "mode": "labeled"},
+    "embedding_size": 8, "max_degree": 8, "hop_n_sample": "1,4", "n_eval": 4,
+}
+
+
+def pipeline(make_config, model: str = "KNI", **overrides):
+    config = Config(config_dict=make_config(model=model, **(LABELED | overrides)))
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    model_obj = build_model(config, train_data._dataset)
+    return config, model_obj, (train_data, valid_data, test_data)
+
+
+def split_pairs(data, user_field="user_id", item_field="item_id", label=None) -> set[tuple[int, int]]:
+    inter = data._dataset.inter_feat
+    keep = np.ones(len(inter), dtype=bool) if label is None else inter["label"].numpy() == label
+    return set(zip(inter[user_field].numpy()[keep].tolist(), inter[item_field].numpy()[keep].tolist()))
+
+
+def user_item_edges(model) -> set[tuple[int, int]]:
+    """(user id, item id) pairs that appear anywhere in the users' neighbour-table rows."""
+    edges = set()
+    table = model.neighbor_table.numpy()
+    for user in range(1, model.n_users):
+        node = model.n_base + user - 1
+        for nbr in np.unique(table[node]):
+            if 0 < nbr < model.n_items:
+                edges.add((user, int(nbr)))
+    return edges
+
+
+# ---------------------------------------------------------------- graph and table
+@pytest.mark.parametrize("name", ["KNI", "NI"])
+def test_graph_holds_only_positive_training_interactions(make_config, name):
+    _, model, (train, valid, test) = pipeline(make_config, name, max_degree=64)
+    train_pos = split_pairs(train, label=1)
+    edges = user_item_edges(model)
+    assert edges, "users have no item neighbours"
+    # max_degree 64 exceeds every tiny user's degree, so the table covers each user's whole list
+    assert edges == train_pos
+    held_out = split_pairs(valid) | split_pairs(test) | split_pairs(train, label=0)
+    assert not (edges & (held_out - train_pos))
+    # and in the other direction: an item's user neighbours liked it in training
+    table = model.neighbor_table.numpy()
+    for item in range(1, model.n_items):
+        users = {int(n) - model.n_base + 1 for n in table[item] if n >= model.n_base}
+        assert all((user, item) in train_pos for user in users)
+
+
+def test_model_is_built_on_the_training_split(make_config):
+    _, model, (train, valid, test) = pipeline(make_config, "NI", max_degree=64)
+    n_train = len(train._dataset.inter_feat)
+    assert n_train < len(train._dataset.inter_feat) + len(valid._dataset.inter_feat)
+    positives = len(split_pairs(train, label=1))
+    assert model.n_edges == 2 * positives  # NI: both directions of each positive training pair
+
+
+def test_kni_adds_kg_edges_in_both_directions(make_config):
+    _, kni, (train, _, _) = pipeline(make_config, "KNI", max_degree=64)
+    _, ni, _ = pipeline(make_config, "NI", max_degree=64)
+    kg = train._dataset.kg_feat
+    triples = set(zip(kg["head_id"].numpy().tolist(), kg["tail_id"].numpy().tolist()))
+    triples = {(h, t) for h, t in triples if h != t}
+    undirected = triples | {(t, h) for h, t in triples}
+    assert kni.n_edges == ni.n_edges + len(undirected)
+    assert ni.n_nodes == ni.n_items + ni.n_users - 1 < kni.n_nodes
+
+
+def test_neighbor_table_shape_padding_and_sampling_rules():
+    # node 1: degree 5 >= max_degree 3 -> 3 distinct neighbours; node 2: degree 1 -> repeated;
+    # node 3: isolated -> padding node 0; node 0 is the padding row
+    src = np.array([1, 1, 1, 1, 1, 2, 4])
+    dst = np.array([2, 3, 4, 5, 6, 7, 1])
+    table = build_neighbor_table(src, dst, n_nodes=8, max_degree=3, seed=1234)
+    assert table.shape == (8, 3) and table.dtype == np.int32
+    assert np.all(table[0] == 0) and np.all(table[3] == 0)
+    assert len(set(table[1])) == 3 and set(table[1]) <= {2, 3, 4, 5, 6}
+    assert np.all(table[2] == 7)
+    assert np.all(table[4] == 1)
+    again = build_neighbor_table(src, dst, n_nodes=8, max_degree=3, seed=1234)
+    assert np.array_equal(table, again)
+
+
+def test_model_table_shape_and_fixed_zero_padding(make_config):
+    config, model, (train, valid, _) = pipeline(make_config, "KNI")
+    assert tuple(model.neighbor_table.shape) == (model.n_nodes, 8)
+    assert torch.all(model.neighbor_table[0] == 0)
+    assert "neighbor_table" not in model.state_dict()  # rebuilt from data + seed on load
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer.fit(train, valid, saved=False, show_progress=False)
+    assert torch.all(model.embedding.weight[0] == 0), "padding embedding must stay zero"
+
+
+def test_sampling_takes_first_k_of_one_column_permutation_per_sampling(make_config):
+    _, model, _ = pipeline(make_config, "KNI")
+    model.neighbor_table = torch.arange(model.n_nodes * 8, dtype=torch.int32).view(model.n_nodes, 8) % 1000
+    nodes = torch.tensor([[1, 2, 3], [1, 2, 3]])
+    torch.manual_seed(0)
+    sampled = model.sample_neighbors(nodes, 4)
+    assert sampled.shape == (2, 3, 4)
+    columns = sampled - model.neighbor_table[nodes].long()[..., :1]  # column index of each sample
+    for s in range(2):
+        assert len(set(columns[s, 0].tolist())) == 4  # no column twice
+        assert torch.equal(columns[s, 0], columns[s, 1]) and torch.equal(columns[s, 0], columns[s, 2])
+
+
+# ------------------------------------------------------------------- attention
+@pytest.mark.parametrize("attention", ["ni:1", "ni:2"])
+def test_attention_sums_to_one(make_config, attention):
+    _, model, _ = pipeline(make_config, "KNI", ni_attention=attention)
+    hood_u, hood_v = torch.randn(3, 5, 8), torch.randn(3, 5, 8)
+    z = hood_u @ hood_v.transpose(-1, -2)
+    alpha = model.attention_weights(hood_u, hood_v, z)
+    assert alpha.shape == (3, 5, 5) and torch.all(alpha >= 0)
+    torch.testing.assert_close(alpha.sum(dim=(-1, -2)), torch.ones(3))
+
+
+def test_ni1_equals_hand_computation_on_two_neighbours(make_config):
+    _, model, _ = pipeline(make_config, "KNI", embedding_size=2, ni_temperature=2.0)
+    model.eval()  # no dropout
+    hood_u = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])  # u, n1, n2
+    hood_v = torch.tensor([[[2.0, 0.0], [0.0, 0.0], [1.0, -1.0]]])  # v, m1, m2
+    # Z_ij = <N_u[i], N_v[j]>
+    z = [[2.0, 0.0, 1.0],
+         [0.0, 0.0, -1.0],
+         [2.0, 0.0, 0.0]]
+    flat = [value for row in z for value in row]
+    weights = [np.exp(value / 2.0) for value in flat]
+    expected = sum(w * value for w, value in zip(weights, flat)) / sum(weights)
+    got = model.interaction_logits(hood_u, hood_v)
+    assert got.shape == (1,)
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_ni2_uses_tanh_of_separable_scores(make_config):
+    _, model, _ = pipeline(make_config, "KNI", embedding_size=2, ni_attention="ni:2", ni_temperature=1.0)
+    with torch.no_grad():
+        model.w1.copy_(torch.tensor([[1.0], [0.0]]))
+        model.w2.copy_(torch.tensor([[0.0], [1.0]]))
+    hood_u = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    hood_v = torch.tensor([[[0.0, 2.0], [1.0, 0.0]]])
+    f1, f2 = np.array([1.0, 0.0]), np.array([2.0, 0.0])
+    logits = np.tanh(f1[:, None] + f2[None, :])
+    alpha = np.exp(logits) / np.exp(logits).sum()
+    z = hood_u[0] @ hood_v[0].T
+    got = model.attention_weights(hood_u, hood_v, z.unsqueeze(0))[0]
+    np.testing.assert_allclose(got.detach().numpy(), alpha, rtol=1e-6)
+
+
+# --------------------------------------------------------- prediction averaging
+def test_n_eval_averaging_reduces_variance(make_config):
+    config, model, (train, valid, _) = pipeline(make_config, "KNI")
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    config["epochs"] = 3
+    trainer.fit(train, valid, saved=False, show_progress=False)
+    model.eval()
+    batch = next(iter(valid))[0]
+
+    def spread(n_eval: int) -> float:
+        model.n_eval = n_eval
+        with torch.no_grad():
+            runs = torch.stack([model.predict(batch) for _ in range(30)])
+        assert torch.all((runs >= 0) & (runs <= 1))
+        return runs.var(dim=0).mean().item()
+
+    single, averaged = spread(1), spread(40)
+    assert averaged < single / 5, (single, averaged)
+
+
+def test_predict_is_the_mean_of_per_sampling_probabilities(make_config):
+    _, model, (_, valid, _) = pipeline(make_config, "KNI", n_eval=6)
+    model.eval()
+    batch = next(iter(valid))[0]
+    with torch.no_grad():
+        torch.manual_seed(3)
+        averaged = model.predict(batch)
+        torch.manual_seed(3)
+        per_sampling = torch.sigmoid(model.forward(batch["user_id"], batch["item_id"], 6))
+    assert per_sampling.shape == (6, len(batch))
+    torch.testing.assert_close(averaged, per_sampling.mean(dim=0))
+
+
+@pytest.mark.parametrize("hops", ["1,4", "1,3,2"])
+def test_full_sort_predict_scores_every_item(make_config, hops):
+    _, model, (_, _, test) = pipeline(make_config, "KNI", hop_n_sample=hops, ni_attention="ni:2")
+    model.eval()
+    users = torch.tensor([1, 2, 3])
+    from recbole.data.interaction import Interaction
+
+    with torch.no_grad():
+        scores = model.full_sort_predict(Interaction({"user_id": users}))
+    assert scores.shape == (3 * model.n_items,)
+    assert torch.all((scores >= 0) & (scores <= 1))
+
+
+def test_two_hop_neighbourhood_shape(make_config):
+    _, model, _ = pipeline(make_config, "KNI", hop_n_sample="1,3,2")
+    nodes = torch.tensor([[1, 2], [3, 4]])
+    assert model.neighborhood(nodes).shape == (2, 2, 4, 8)
+    assert model.agg_bias.shape == (8,)
+
+
+# -------------------------------------------------------------------------- ACC
+def test_accuracy_on_a_hand_example():
+    preds = np.array([0.2, 0.6, 0.7, 0.4, 0.55])
+    trues = np.array([0, 1, 0, 0, 1])
+    # thresholded at 0.5: 0 1 1 0 1 -> correct: yes yes no yes yes
+    assert accuracy(preds, trues, 0.5) == pytest.approx(4 / 5)
+    # at 0.58 the fifth row flips to 0 and becomes wrong
+    assert accuracy(preds, trues, 0.58) == pytest.approx(3 / 5)
+
+
+def test_acc_metric_reads_threshold_and_rejects_unresolved_auto():
+    class FakeConfig(dict):
+        def __getitem__(self, key):
+            return self.get(key)
+
+    metric = ACC(FakeConfig(metric_decimal_place=4, acc_threshold=0.58))
+    assert metric.metric_info(np.array([0.2, 0.6, 0.7, 0.4, 0.55]), np.array([0, 1, 0, 0, 1])) == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="acc_threshold"):
+        ACC(FakeConfig(metric_decimal_place=4, acc_threshold="auto"))
+    with pytest.raises(ValueError, match="acc_threshold"):
+        ACC(FakeConfig(metric_decimal_place=4, acc_threshold=1.5))
+
+
+def test_auto_threshold_is_the_mean_training_label(make_config):
+    config, _, (train, _, _) = pipeline(make_config, "KNI")
+    expected = train._dataset.inter_feat["label"].float().mean().item()
+    assert config["acc_threshold"] == pytest.approx(expected)
+    assert 0 < expected < 1
+
+
+# -------------------------------------------------------------- protocol options
+def test_select_on_test_is_recorded_and_swaps_the_selection_split(make_config):
+    config, _, (_, valid, test) = pipeline(make_config, "KNI", select_on_test=True)
+    assert valid is test
+    result = run_recbole_ext(config_dict=make_config(model="KNI", **LABELED))
+    assert result["model_selection"] == "validation split"
+    assert result["graph"]["kg"] is True
+    on_test = run_recbole_ext(config_dict=make_config(model="KNI", select_on_test=True, **LABELED))
+    assert on_test["model_selection"].startswith("test split")
+    # (selection and test scores differ only by the random neighbour samplings of each pass)
+
+
+def test_pairwise_model_on_labeled_dataset_trains_on_positives_only(make_config):
+    from recbole_ext.registry import PLUGIN_DATASETS
+
+    PLUGIN_DATASETS["KGCN"] = PLUGIN_DATASETS["KNI"]
+    try:
+        overrides = dict(LABELED, train_neg_sample_args={"distribution": "uniform", "sample_num": 1,
+                                                         "alpha": 1.0, "dynamic": False, "candidate_num": 0})
+        config = Config(config_dict=make_config(model="KGCN", **overrides))
+        init_seed(config["seed"], config["reproducibility"])
+        train, valid, _ = data_preparation(config, create_dataset(config))
+    finally:
+        del PLUGIN_DATASETS["KGCN"]
+    assert set(train._dataset.inter_feat["label"].numpy().tolist()) == {1.0}
+    assert set(valid._dataset.inter_feat["label"].numpy().tolist()) == {0.0, 1.0}
+
+
+# ----------------------------------------------------------------------- errors
+@pytest.mark.parametrize("bad", ["4", "2,4", "1,0", "1,4,4,4", "1,a", [1], True])
+def test_bad_hop_n_sample_is_rejected(bad):
+    with pytest.raises(ValueError, match="hop_n_sample"):
+        parse_hop_n_sample(bad)
+
+
+def test_parse_hop_n_sample():
+    assert parse_hop_n_sample("1,4") == [4]
+    assert parse_hop_n_sample(" 1, 8 ,4") == [8, 4]
+    assert parse_hop_n_sample([1, 32]) == [32]
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"hop_n_sample": "1,16"}, "max_degree"),
+    ({"ni_attention": "ni:3"}, "ni_attention"),
+    ({"ni_temperature": 0}, "ni_temperature"),
+    ({"n_eval": 0}, "n_eval"),
+    ({"dropout_prob": 1.0}, "dropout_prob"),
+])
+def test_bad_parameters_are_rejected(make_config, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        pipeline(make_config, "KNI", **overrides)
+
+
+def test_labels_outside_unit_interval_are_rejected(make_config):
+    with pytest.raises(ValueError, match="must lie in"):
+        pipeline(make_config, "KNI", LABEL_FIELD="rating",
+                 load_col={"inter": ["user_id", "item_id", "rating"], "kg": ["head_id", "relation_id", "tail_id"],
+                           "link": ["item_id", "entity_id"]}, metrics=["AUC"])
+
+
+def test_labels_with_negative_sampling_are_rejected(make_config):
+    with pytest.raises(ValueError, match="train_neg_sample_args"):
+        pipeline(make_config, "KNI", train_neg_sample_args={"distribution": "uniform", "sample_num": 1,
+                                                             "alpha": 1.0, "dynamic": False, "candidate_num": 0})
+
+
+def test_l2_as_adam_weight_decay_matches_l2_in_the_loss(make_config):
+    import copy
+
+    from recbole.utils import KGDataLoaderState
+
+    config, model, (train, _, _) = pipeline(make_config, "KNI", ni_attention="ni:2", l2_reg=0.05)
+    reference = copy.deepcopy(model)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    assert model.l2_in_loss is False and reference.l2_in_loss is True
+    assert [g["weight_decay"] for g in trainer.optimizer.param_groups] == [0.05, 0.0]
+    train.set_mode(KGDataLoaderState.RS)
+    batch = next(iter(train))
+    ref_optimizer = torch.optim.Adam(reference.parameters(), lr=config["learning_rate"])
+    for net, optimizer in ((model, trainer.optimizer), (reference, ref_optimizer)):
+        torch.manual_seed(5)
+        optimizer.zero_grad()
+        net.calculate_loss(batch).backward()
+        optimizer.step()
+    for (name, got), expected in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(got, expected, msg=name)
