@@ -13,7 +13,7 @@ from recbole_ext.data import create_dataset, data_preparation
 from recbole_ext.model.general_recommender._rating_encoders import (
     FirstLayer,
     SparseRatingRows,
-    masked_mse,
+    observed_mse,
 )
 from recbole_ext.quick_start import build_model
 from recbole_ext.registry import get_trainer
@@ -56,10 +56,30 @@ def test_token_first_layer_equals_dense_layer_on_multi_hot():
     torch.testing.assert_close(layer(tokens), expected)
 
 
-def test_masked_mse_ignores_unknown_entries():
-    target = torch.tensor([[4.0, 0.0, 2.0]])
-    prediction = torch.tensor([[3.0, 9.0, 2.0]])
-    assert masked_mse(prediction, target).item() == pytest.approx(0.5)  # (1 + 0) / 2
+def test_rating_first_layer_equals_dense_layer_on_the_rating_vector():
+    dense = np.array([[0, 3, 0, 5], [0, 0, 0, 0], [1, 0, 2, 0]], dtype=np.float32)
+    rows = SparseRatingRows(sp.csr_matrix(dense))
+    layer = FirstLayer(None, width=4, out_features=3)
+    ids = torch.tensor([2, 1, 0])
+    expected = torch.from_numpy(dense[[2, 1, 0]]) @ layer.bag.weight + layer.bias
+    torch.testing.assert_close(layer(rows.gather(ids)), expected)
+    # masking noise drops single ratings: keep weights follow the gathered entries (2, 1, 3, 5)
+    keep = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    masked = dense[[2, 1, 0]].copy()
+    masked[0, 2] = masked[2, 1] = 0
+    torch.testing.assert_close(layer(rows.gather(ids), keep), torch.from_numpy(masked) @ layer.bag.weight + layer.bias)
+
+
+def test_observed_mse_equals_dense_reconstruction_masked_to_known_ratings():
+    dense = torch.tensor([[4.0, 0.0, 2.0], [0.0, 0.0, 0.0], [0.0, 5.0, 0.0]])
+    rows = SparseRatingRows(sp.csr_matrix(dense.numpy()))
+    output = torch.nn.Linear(2, 3)
+    hidden = torch.randn(3, 2)
+    reconstruction = output(hidden)
+    mask = dense != 0
+    expected = ((reconstruction - dense) ** 2 * mask).sum() / mask.sum()
+    torch.testing.assert_close(observed_mse(hidden, output, rows.gather(torch.arange(3))), expected)
+    assert observed_mse(hidden[1:2], output, rows.gather(torch.tensor([1]))).item() == 0.0
 
 
 @pytest.mark.parametrize("model_name", ["NRP", "NRPaSDAE", "DHA"])

@@ -7,7 +7,11 @@ import pytest
 import torch
 from recbole.evaluator.collector import DataStruct
 
-from recbole_ext.evaluator.rating_metrics import RatingPrecision, precision_at_percent
+from recbole_ext.evaluator.rating_metrics import (
+    RatingPrecision,
+    RatingPrecisionInclusive,
+    precision_at_percent,
+)
 
 
 def test_hand_worked_example():
@@ -43,6 +47,21 @@ def test_ties_in_true_ratings_follow_split_order():
     assert precision_at_percent(users, truth, np.array([2.0, 1.0]), 50) == 1.0
 
 
+def test_inclusive_ties_count_every_item_rated_as_high_as_the_cut_off():
+    # true ratings a=5, b=4, c=4, d=1; p = 50% -> k = 2; the k-th highest true rating is 4.
+    # predicted top 2: c, a. order: relevant {a, b} -> 1/2; inclusive: relevant {a, b, c} -> 2/2.
+    users = np.array([3, 3, 3, 3])
+    truth = np.array([5.0, 4.0, 4.0, 1.0])
+    scores = np.array([4.0, 1.0, 4.5, 2.0])
+    assert precision_at_percent(users, truth, scores, 50) == pytest.approx(0.5)
+    assert precision_at_percent(users, truth, scores, 50, ties="inclusive") == pytest.approx(1.0)
+    # retrieved stays k items: predicting d above b still costs a hit
+    scores = np.array([4.0, 1.0, 0.5, 2.0])
+    assert precision_at_percent(users, truth, scores, 50, ties="inclusive") == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="ties"):
+        precision_at_percent(users, truth, scores, 50, ties="random")
+
+
 class _Config(dict):
     def __getitem__(self, key):
         return self.get(key)
@@ -55,6 +74,8 @@ def test_metric_class_reads_the_collected_struct():
     data.set("data.label", torch.tensor([5, 4, 2, 1, 5, 3, 1], dtype=torch.float))
     data.set("rec.score", torch.tensor([4.9, 3.0, 4.5, 1.0, 4.0, 3.5, 2.0]))
     assert metric.calculate_metric(data) == {"ratingprecision@50": 0.75, "ratingprecision@25": 1.0}
+    inclusive = RatingPrecisionInclusive(_Config(rating_precision_percents=[50], metric_decimal_place=4))
+    assert inclusive.calculate_metric(data) == {"ratingprecisioninclusive@50": 0.75}  # no ties at the cut-off
 
 
 def test_bad_percent_is_rejected():

@@ -60,6 +60,7 @@ from torch.nn import functional as F
 from recbole_ext.model.general_recommender._rating_encoders import (
     ACTIVATIONS,
     FirstLayer,
+    RatingBatch,
     SideInformation,
     SourceEncoder,
     SparseRatingRows,
@@ -67,7 +68,7 @@ from recbole_ext.model.general_recommender._rating_encoders import (
     check_common,
     check_layers,
     init_dense,
-    masked_mse,
+    observed_mse,
     rating_matrix,
 )
 from recbole_ext.utils import check_param, non_negative_float
@@ -97,7 +98,9 @@ class AutoencoderTower(nn.Module):
         if kind == "asdae":
             enc = list(layers)
             dec = list(reversed(layers[:-1]))
-            self.encoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip([rows.n_cols] + enc[:-1], enc))
+            # the first layer reads the sparse rating vector (FirstLayer), the others are dense
+            self.encoder = nn.ModuleList([FirstLayer(None, rows.n_cols, enc[0])]
+                                         + [nn.Linear(a, b) for a, b in zip(enc[:-1], enc[1:])])
             self.decoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(enc[-1:] + dec[:-1], dec))
             # side information enters every hidden layer (V_l x~ in Dong et al.)
             self.side_in = nn.ModuleList(
@@ -114,16 +117,16 @@ class AutoencoderTower(nn.Module):
             self.fuse = nn.Linear(hidden[-1] * len(self.source_encoders), layers[-1])
             widths = [rows.n_cols] + [width for _, _, width in spec]
             self.source_decoders = nn.ModuleList(
-                nn.Sequential(build_mlp([layers[-1]] + hidden[::-1], activation), nn.Linear(hidden[0], width))
-                for width in widths)
+                build_mlp([layers[-1]] + hidden[::-1], activation) for _ in widths)
+            self.source_outputs = nn.ModuleList(nn.Linear(hidden[0], width) for width in widths)
 
-    def _inputs(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, list, list]:
-        """Clean rating vectors, their keep mask, side values and their keep masks."""
-        ratings = self.rows(ids)
+    def _inputs(self, ids: torch.Tensor) -> tuple[RatingBatch, torch.Tensor | None, list, list]:
+        """Clean rating vectors, their keep mask (one weight per rating), side values and their keep masks."""
+        ratings = self.rows.gather(ids)
         side_values = [self.side.tokens(f, ids) for f, _, _ in self.side.spec] if self.side else []
         if not (self.training and self.noise_ratio > 0):
             return ratings, None, side_values, [None] * len(side_values)
-        keep = (torch.rand_like(ratings) >= self.noise_ratio).float()
+        keep = (torch.rand_like(ratings.values) >= self.noise_ratio).float()
         side_keep = [(torch.rand(v.shape, device=v.device) >= self.noise_ratio).float() for v in side_values]
         return ratings, keep, side_values, side_keep
 
@@ -131,29 +134,31 @@ class AutoencoderTower(nn.Module):
         return sum((first(v, k) for first, v, k in zip(self.side_in[layer], side_values, side_keep)), 0.0)
 
     def forward(self, ids: torch.Tensor, reconstruct: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Representation ``g(ids)`` ``[B, d]`` and the reconstruction loss (None if not asked)."""
+        """Representation ``g(ids)`` ``[B, d]`` and the reconstruction loss (None if not asked).
+
+        The corrupted input is the clean one with masked entries dropped; the targets are
+        the clean ratings and side vectors.
+        """
         ratings, keep, side_values, side_keep = self._inputs(ids)
-        corrupted = ratings if keep is None else ratings * keep
         if self.kind == "asdae":
-            hidden = corrupted
-            for index, layer in enumerate(self.encoder):
+            hidden = self.act(self.encoder[0](ratings, keep) + self._side_sum(0, side_values, side_keep))
+            for index, layer in enumerate(self.encoder[1:], start=1):
                 hidden = self.act(layer(hidden) + self._side_sum(index, side_values, side_keep))
             code = hidden
             if not reconstruct:
                 return code, None
             for index, layer in enumerate(self.decoder, start=len(self.encoder)):
                 hidden = self.act(layer(hidden) + self._side_sum(index, side_values, side_keep))
-            rating_hat = self.rating_out(hidden)
+            loss = observed_mse(hidden, self.rating_out, ratings)
             side_hat = [out(hidden) for out in self.side_out]
         else:
-            parts = [self.source_encoders[0](corrupted)]
+            parts = [self.source_encoders[0](ratings, keep)]
             parts += [enc(v, k) for enc, v, k in zip(self.source_encoders[1:], side_values, side_keep)]
             code = self.act(self.fuse(torch.cat(parts, dim=1)))
             if not reconstruct:
                 return code, None
-            rating_hat = self.source_decoders[0](code)
-            side_hat = [dec(code) for dec in self.source_decoders[1:]]
-        loss = masked_mse(rating_hat, ratings)
+            loss = observed_mse(self.source_decoders[0](code), self.source_outputs[0], ratings)
+            side_hat = [out(dec(code)) for dec, out in zip(self.source_decoders[1:], self.source_outputs[1:])]
         if side_hat:
             targets = [self.side.dense(index, ids) for index in range(len(side_hat))]
             side_loss = sum(F.mse_loss(hat, target) for hat, target in zip(side_hat, targets)) / len(side_hat)

@@ -1,8 +1,12 @@
 """Building blocks shared by the explicit-rating models NRP, NRPaSDAE, NRPDHA, ASDAE and DHA.
 
 * :class:`SparseRatingRows` holds the *training* rating matrix as CSR buffers and gathers
-  dense rating vectors (user rows or item columns) for one batch of ids, so no dense
-  ``m x n`` matrix is ever materialised on the device.
+  the rating vectors (user rows or item columns) of one batch of ids as a sparse
+  :class:`RatingBatch`, so no dense ``m x n`` matrix is ever materialised on the device.
+  The first layer over a rating vector (:class:`FirstLayer` with ``ftype=None``) is an
+  ``EmbeddingBag`` weighted by the ratings, which equals ``R_j @ W`` but costs the
+  user's number of ratings instead of the number of items; :func:`observed_mse` scores
+  a reconstruction only at the observed entries.
 * :class:`SideInformation` turns the user or item feature fields that RecBole loaded
   (``token``, ``token_seq``, ``float``, ``float_seq``) into per-field bag-of-words inputs.
   The first fully connected layer over a multi-hot bag-of-words vector is computed with
@@ -18,6 +22,7 @@ Recommender Systems: Prediction versus Regularization", arXiv:2010.06070 (2020).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -59,8 +64,21 @@ def build_mlp(sizes: Sequence[int], activation: str, last_activation: bool = Tru
     return nn.Sequential(*layers)
 
 
+class RatingBatch(NamedTuple):
+    """Sparse rating vectors of a batch: entry ``e`` is ``values[e]`` at ``(rows[e], cols[e])``.
+
+    Entries are grouped by row; ``offsets[b]`` is the first entry of row ``b``.
+    """
+
+    n_rows: int
+    rows: torch.Tensor
+    offsets: torch.Tensor
+    cols: torch.Tensor
+    values: torch.Tensor
+
+
 class SparseRatingRows(nn.Module):
-    """Rows of a sparse rating matrix, gathered densely per batch.
+    """Rows of a sparse rating matrix, gathered per batch as a :class:`RatingBatch`.
 
     Built from the training split only, so a validation or test rating can never reach
     a model input. The CSR arrays are non-persistent buffers: they follow the model to
@@ -72,7 +90,8 @@ class SparseRatingRows(nn.Module):
     Example::
 
         rows = SparseRatingRows(dataset.inter_matrix("csr", "rating"))   # users x items
-        vectors = rows(torch.tensor([3, 7]))                            # [2, n_items]
+        batch = rows.gather(torch.tensor([3, 7]))                       # the two users' ratings
+        vectors = rows(torch.tensor([3, 7]))                            # dense: [2, n_items]
     """
 
     def __init__(self, matrix: sp.spmatrix) -> None:
@@ -85,18 +104,37 @@ class SparseRatingRows(nn.Module):
         self.register_buffer("indices", torch.from_numpy(csr.indices.astype(np.int64)), persistent=False)
         self.register_buffer("values", torch.from_numpy(csr.data.astype(np.float32)), persistent=False)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """Dense rows ``matrix[ids]``: ``[len(ids), n_cols]``."""
+    def gather(self, ids: torch.Tensor) -> RatingBatch:
+        """The stored entries of rows ``ids``, grouped by row in the order of ``ids``."""
         starts = self.indptr[ids]
         counts = self.indptr[ids + 1] - starts
+        offsets = torch.cumsum(counts, 0) - counts
         batch_rows = torch.repeat_interleave(torch.arange(len(ids), device=ids.device), counts)
         # position of every stored entry of the requested rows inside indices/values
-        offsets = torch.arange(int(counts.sum()), device=ids.device) - torch.repeat_interleave(
-            torch.cumsum(counts, 0) - counts, counts)
-        positions = torch.repeat_interleave(starts, counts) + offsets
+        positions = (torch.repeat_interleave(starts - offsets, counts)
+                     + torch.arange(int(counts.sum()), device=ids.device))
+        return RatingBatch(len(ids), batch_rows, offsets, self.indices[positions], self.values[positions])
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Dense rows ``matrix[ids]``: ``[len(ids), n_cols]`` (for tests and inspection)."""
+        batch = self.gather(ids)
         dense = torch.zeros(len(ids), self.n_cols, device=ids.device)
-        dense[batch_rows, self.indices[positions]] = self.values[positions]
+        dense[batch.rows, batch.cols] = batch.values
         return dense
+
+
+def observed_mse(hidden: torch.Tensor, output: nn.Linear, target: RatingBatch) -> torch.Tensor:
+    """Mean squared error of ``output(hidden)`` against ``target`` at the observed entries only.
+
+    Unknown ratings are not zeros to predict, so only the stored entries of ``target``
+    count. The dense output rows are computed (one matrix product, which on CPU is much
+    faster than per-entry dot products gathered from the weight) and then indexed; no
+    dense target or mask is built. No entry gives 0.
+    """
+    if len(target.values) == 0:
+        return hidden.sum() * 0.0
+    prediction = output(hidden)[target.rows, target.cols]
+    return ((prediction - target.values) ** 2).mean()
 
 
 def side_feature_spec(dataset, source: str, fields: Sequence[str], owner: str) -> list[tuple[str, FeatureType, int]]:
@@ -183,30 +221,40 @@ class SideInformation(nn.Module):
 
 
 class FirstLayer(nn.Module):
-    """``x @ W + b`` for one side-information source, without building ``x`` for token fields.
+    """``x @ W + b`` for one information source, without building ``x`` when it is sparse.
 
-    For a bag of words ``x`` (multi-hot over the vocabulary) the product is the sum of
-    the embedding rows of the tokens present, i.e. an ``EmbeddingBag`` in sum mode;
-    padding (token 0) contributes nothing. ``keep`` optionally weights each token
-    (masking noise of the denoising autoencoders).
+    * a rating vector (``ftype=None``), given as a :class:`RatingBatch`: the rating-weighted
+      sum of the embedding rows of the rated items (an ``EmbeddingBag`` with
+      ``per_sample_weights``), so a batch costs its number of ratings, not ``B x width``;
+    * a bag of words (token fields; ``x`` multi-hot over the vocabulary): the sum of the
+      embedding rows of the tokens present; padding (token 0) contributes nothing;
+    * float fields: a plain linear layer.
+
+    ``keep`` optionally weights each input entry (masking noise of the denoising
+    autoencoders); for ratings it has one weight per stored entry.
     """
 
-    def __init__(self, ftype: FeatureType, width: int, out_features: int, bias: bool = True) -> None:
+    def __init__(self, ftype: FeatureType | None, width: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
-        self.is_token = ftype in _TOKEN_TYPES
-        if self.is_token:
-            self.bag = nn.EmbeddingBag(width, out_features, mode="sum", padding_idx=0)
-            self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
-        else:
+        self.kind = "rating" if ftype is None else "token" if ftype in _TOKEN_TYPES else "float"
+        if self.kind == "float":
             self.linear = nn.Linear(width, out_features, bias=bias)
+        else:
+            self.bag = nn.EmbeddingBag(width, out_features, mode="sum",
+                                       padding_idx=0 if self.kind == "token" else None)
+            self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
 
-    def forward(self, values: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """``[B, out_features]``; ``keep`` (same shape as ``values``) scales each input entry."""
-        if not self.is_token:
+    def forward(self, values, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, out_features]``; ``keep`` (same shape as the input entries) scales each entry."""
+        if self.kind == "float":
             return self.linear(values if keep is None else values * keep)
-        # a repeated token in a token_seq counts once, as in a multi-hot vector
-        values, keep = _drop_repeats(values, keep)
-        out = self.bag(values, per_sample_weights=keep)
+        if self.kind == "rating":
+            weights = values.values if keep is None else values.values * keep
+            out = self.bag(values.cols, values.offsets, per_sample_weights=weights)
+        else:
+            # a repeated token in a token_seq counts once, as in a multi-hot vector
+            tokens, keep = _drop_repeats(values, keep)
+            out = self.bag(tokens, per_sample_weights=keep)
         return out if self.bias is None else out + self.bias
 
 
@@ -225,7 +273,8 @@ class SourceEncoder(nn.Module):
     """Encoder of one information source: ``FirstLayer`` then fully connected layers.
 
     Args:
-        ftype: RecBole feature type of the source (``None`` for a dense rating vector).
+        ftype: RecBole feature type of the source (``None`` for rating vectors, given as a
+            :class:`RatingBatch`).
         width: input width.
         layers: widths of the encoder layers, e.g. ``[500, 200, 100]``.
         activation: a key of :data:`ACTIVATIONS`.
@@ -233,21 +282,12 @@ class SourceEncoder(nn.Module):
 
     def __init__(self, ftype: FeatureType | None, width: int, layers: Sequence[int], activation: str) -> None:
         super().__init__()
-        self.first = FirstLayer(ftype if ftype is not None else FeatureType.FLOAT_SEQ, width, layers[0])
+        self.first = FirstLayer(ftype, width, layers[0])
         self.act = ACTIVATIONS[activation]()
         self.rest = build_mlp(list(layers), activation)
 
-    def forward(self, values: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, values, keep: torch.Tensor | None = None) -> torch.Tensor:
         return self.rest(self.act(self.first(values, keep)))
-
-
-def masked_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the observed (non-zero) entries of ``target``.
-
-    A batch with no observed entry gives 0 (not NaN).
-    """
-    mask = target != 0
-    return ((prediction - target) ** 2 * mask).sum() / mask.sum().clamp(min=1)
 
 
 def check_layers(owner: str, name: str, value) -> list[int]:

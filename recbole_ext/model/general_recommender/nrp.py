@@ -90,7 +90,7 @@ class DirectTower(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """Representation ``z`` of each id: ``[B, out_features]``."""
-        parts = [self.rating_encoder(self.rows(ids))]
+        parts = [self.rating_encoder(self.rows.gather(ids))]
         if self.side is not None:
             for (field, _, _), encoder in zip(self.side.spec, self.side_encoders):
                 parts.append(encoder(self.side.tokens(field, ids)))
