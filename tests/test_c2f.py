@@ -120,29 +120,31 @@ def test_fine_propagation_matches_the_algebraic_form(make_config):
     torch.testing.assert_close(graph, graph.T)
 
 
-def test_one_run_trains_coarse_then_fine_from_the_best_coarse_checkpoint(make_config):
+def test_one_run_trains_coarse_then_fine_from_the_coarse_update_checkpoint(make_config):
     model, trainer, (train_data, valid_data, _) = pipeline(
-        make_config, stage="coarse,fine", epochs=3, eval_step=1, stopping_step=0)
-    # coarse/fixed: 0.5 (best), 0.4 -> stop; coarse/update: 0.3 -> stop (epoch 2 is the last)
-    # fine/fixed: 0.1, 0.2, 0.3 (budget ends, no update sub-stage)
-    scripted_validation(trainer, [0.5, 0.4, 0.3, 0.1, 0.2, 0.3])
-    best_coarse = {}
+        make_config, stage="coarse,fine", epochs=4, eval_step=1, stopping_step=0)
+    # coarse/fixed: 0.5 (best of the stage), 0.4 -> stop; coarse/update: 0.2 (its best), 0.1 -> stop
+    # fine/fixed: 0.1, 0.2, 0.3, 0.25 (budget ends, no update sub-stage)
+    scripted_validation(trainer, [0.5, 0.4, 0.2, 0.1, 0.1, 0.2, 0.3, 0.25])
+    start = {}
     original_enter = model.enter_stage
 
     def enter(stage):
         if stage == "fine":  # the weights the fine stage starts from
-            best_coarse.update(codebook=model.codebook.detach().clone(),
-                               index=model.assign_index.clone())
+            start.update(codebook=model.codebook.detach().clone(), index=model.assign_index.clone(),
+                         weight=model.assign_weight.clone())
         original_enter(stage)
 
     model.enter_stage = enter
     trainer.fit(train_data, valid_data, saved=True)
     records = trainer.phase_records
     assert list(records) == ["coarse/fixed", "coarse/update", "fine/fixed"]
-    saved = load_checkpoint(records["coarse/fixed"]["checkpoint"], "cpu")["state_dict"]
-    torch.testing.assert_close(best_coarse["codebook"], saved["codebook"])
-    assert torch.equal(best_coarse["index"], saved["assign_index"])
-    # the fine stage trains E_f and the biases only: E_c and S1 are those of the coarse best
+    # as the official fine stage: the coarse update sub-stage's best, though fixed scored higher
+    saved = load_checkpoint(records["coarse/update"]["checkpoint"], "cpu")["state_dict"]
+    torch.testing.assert_close(start["codebook"], saved["codebook"])
+    assert torch.equal(start["index"], saved["assign_index"])
+    torch.testing.assert_close(start["weight"], saved["assign_weight"])
+    # the fine stage trains E_f and the biases only: E_c and S1 stay those of that checkpoint
     torch.testing.assert_close(model.codebook.detach(), saved["codebook"])
     assert torch.equal(model.assign_index, saved["assign_index"])
     assert model.is_fine and trainer.saved_model_file == records["fine/fixed"]["checkpoint"]

@@ -16,8 +16,11 @@ fixed sub-stage after that many epochs, so that a short epoch budget (a CPU benc
 still reaches the assignment update; 0 keeps the official rule (early stopping only). Every sub-stage keeps its own best checkpoint,
 ``<run>-<stage>-<sub-stage>.pth``, so both the best model before and with assignment
 updates stay on disk. A stage ends with the better of its two checkpoints (by the
-validation metric); the next stage starts from it with a fresh optimiser, calling
-``model.enter_stage(stage)`` (C2F: SparsePCA and METIS initialisation of the fine part).
+validation metric). The next stage starts, as the official fine stage does
+(``best_checkpoint_with_assignment_update``), from the best checkpoint of the earlier
+stage's update sub-stage (from its fixed sub-stage if no update sub-stage was validated),
+with a fresh optimiser, calling ``model.enter_stage(stage)`` (C2F: SparsePCA and METIS
+initialisation of the fine part).
 A run that starts at a later stage takes the earlier stage's weights from
 ``model.init_checkpoint``. Every log line of an epoch names ``[stage/sub-stage]``.
 
@@ -129,9 +132,10 @@ class MetaEmbeddingTrainer(Trainer):
     def _start_stage(self, stage: str, saved: bool) -> None:
         earlier = [r for r in self.phase_records.values() if r["stage"] != stage]
         if earlier:
-            best = self._best_record(earlier[-1]["stage"])
-            if saved and best["checkpoint"]:
-                self.load_best_model(best["checkpoint"])
+            start = self._handoff_record(earlier[-1]["stage"])
+            if saved and start["checkpoint"]:
+                self.load_best_model(start["checkpoint"])
+                self.logger.info(f"stage {stage} starts from {start['phase']} ({start['checkpoint']})")
         elif stage != "coarse" and getattr(self.model, "init_checkpoint", None):
             self.model.load_coarse_checkpoint(self.model.init_checkpoint)
             self.logger.info(f"stage {stage}: weights of the earlier stage from {self.model.init_checkpoint}")
@@ -179,6 +183,13 @@ class MetaEmbeddingTrainer(Trainer):
         sign = 1.0 if self.valid_metric_bigger else -1.0
         # ties go to the later sub-stage, the one the official code reports
         return max(reversed(scored), key=lambda r: sign * r["best_valid_score"])
+
+    def _handoff_record(self, stage: str) -> dict:
+        """The record whose checkpoint the next stage starts from: the validated update sub-stage."""
+        update = self.phase_records.get(f"{stage}/update")
+        if update is not None and update["best_valid_score"] is not None:
+            return update
+        return self._best_record(stage)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         stage, sub = self.phase

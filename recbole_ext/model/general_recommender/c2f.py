@@ -68,10 +68,10 @@ of every sub-stage).
 
 Deviations from the official code (besides LEGCF's):
     - One command can run both stages (``stage: [coarse, fine]``); the fine stage then
-      starts from the best checkpoint of the coarse stage (the best of its two
-      sub-stages by the validation metric), which is what the official
-      ``--init_path_ft`` run loads when the assignment-update sub-stage is the better one.
-      Both stages share ``train_batch_size`` (the official runs use 8192 and 32768).
+      starts, like the official ``--init_path_ft`` run, from the best checkpoint of the
+      coarse assignment-update sub-stage (of the fixed one if no update sub-stage was
+      validated). Both stages share ``train_batch_size`` (the official runs use 8192
+      and 32768).
     - The coarse stage leaves the fine nodes out of the graph instead of keeping them as
       isolated nodes with zero features (identical propagation).
     - ``S1ᵀ F`` and ``A1ᵀ A2`` are computed in closed form from sparse factors and a
