@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+# Each location can be moved by an environment variable (a scratch run, a shared data disk).
+RESULTS_DIR = Path(os.environ.get("RECBOLE_EXT_BENCH_RESULTS", REPO_ROOT / "benchmarks" / "results"))
 RAW_DATA = Path(os.environ.get("RECBOLE_EXT_RAW_DATA", REPO_ROOT.parent / "shared" / "data" / "raw"))
-DATASET_DIR = REPO_ROOT / "dataset"
+DATASET_DIR = Path(os.environ.get("RECBOLE_EXT_DATASET_DIR", REPO_ROOT / "dataset"))
 
 
 def use_gpu() -> bool:
@@ -67,8 +68,16 @@ class ResultStore:
             lines += ["", notes.strip()]
         path = self.path(f"{self.stem}.md")
         path.write_text("\n".join(lines) + "\n")
-        print(f"[{self.stem}] wrote {path.relative_to(REPO_ROOT)}", flush=True)
+        print(f"[{self.stem}] wrote {_shown(path)}", flush=True)
         return path
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it (results may be moved)."""
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def _fmt(cell: Any) -> str:

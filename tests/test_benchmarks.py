@@ -1,0 +1,46 @@
+"""The reproduction harness end to end: the smoke suite on the tiny fixture, and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT
+
+
+def run_suite(tmp_path, data_root, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RECBOLE_EXT_BENCH_RESULTS": str(tmp_path / "results"),
+           "RECBOLE_EXT_DATASET_DIR": str(data_root), "RECBOLE_EXT_SMOKE_DATASET": "tiny",
+           "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run([sys.executable, "-m", "benchmarks", "smoke", "--quick", *extra],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_quick_suite_writes_results_and_resumes(tmp_path, tiny_dataset):
+    data_root, _ = tiny_dataset
+    first = run_suite(tmp_path, data_root, "--only", "BPR", "BiasedMF")
+    assert first.returncode == 0, first.stderr[-2000:]
+    results = tmp_path / "results"
+    records = json.loads((results / "smoke_quick.json").read_text())["records"]
+    assert set(records) == {"BPR/tiny/seed2020", "BiasedMF/tiny/seed2020"}
+    assert "rmse" in records["BiasedMF/tiny/seed2020"]["test_result"]
+    assert "recall@10" in records["BPR/tiny/seed2020"]["test_result"]
+    table = (results / "smoke_quick.md").read_text()
+    assert "| BPR/tiny/seed2020 |" in table
+    assert (results / "smoke_quick.png").stat().st_size > 0
+
+    second = run_suite(tmp_path, data_root, "--only", "BPR", "BiasedMF")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert second.stdout.count("already recorded; skipped") == 2
+
+
+def test_unknown_suite_is_rejected(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "no-such-suite"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "invalid choice: 'no-such-suite'" in proc.stderr
