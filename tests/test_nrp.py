@@ -176,3 +176,33 @@ def test_alternating_trainer_moves_mf_factors_only_in_the_mf_step(make_config):
     before = model.user_factors.weight.detach().clone()
     trainer._train_epoch(train, 0)
     assert not torch.equal(before, model.user_factors.weight)
+
+
+@pytest.mark.parametrize(("preset", "model", "learner", "rate", "layers"), [
+    ("nrp-ml-100k", "NRP", "rmsprop", 1.0e-3, [500, 200, 100]),
+    ("nrp-ml-1m", "NRP", "sgd", 5.0e-4, [1000, 500, 300, 100]),
+    ("nrp-ml-1m-nrpasdae", "NRPaSDAE", "rmsprop", 1.0e-3, [1000, 500, 300, 100]),
+    ("nrp-ml-1m-nrpdha", "NRPDHA", "rmsprop", 1.0e-3, [1000, 500, 300, 100]),
+    ("nrp-ml-1m-asdae", "ASDAE", "rmsprop", 1.0e-3, [1000, 500, 300, 100]),
+    ("nrp-ml-1m-dha", "DHA", "rmsprop", 1.0e-3, [1000, 500, 300, 100]),
+    ("nrp-ml-1m-mf", "BiasedMF", "sgd", 0.1, None),
+])
+def test_presets_carry_table6_and_only_known_keys(preset, model, learner, rate, layers):
+    import warnings
+
+    from recbole_ext.config import UnknownConfigKeyWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownConfigKeyWarning)
+        config = Config(preset=preset)
+    assert (config["model"], config["learner"], config["learning_rate"]) == (model, learner, rate)
+    assert config["encoder_layers"] == layers
+    assert config["normalize_all"] is False and config["LABEL_FIELD"] == "rating"
+    assert config["eval_args"]["split"] == {"RS": [0.8, 0.1, 0.1]}
+
+
+def test_ml100k_preset_uses_each_model_yaml_for_table6():
+    # the ml-100k rows of Table 6 live in the model yamls, so one preset serves the family
+    config = Config(model="DHA", preset="nrp-ml-100k")
+    assert (config["learner"], config["learning_rate"], config["weight_decay"], config["activation"]) == (
+        "sgd", 0.1, 1.0e-5, "tanh")

@@ -30,9 +30,15 @@ as another source of information").
 
 Every source of a user (item) has the same encoder layer sizes, ``encoder_layers``
 ([500, 200, 100] on ml-100k, [1000, 500, 300, 100] on ml-1m). With the ml-100k preset
-(4 user fields, 2 item fields) this gives 4.5M parameters, against the paper's 4.7M
+(4 user fields, 2 item fields) this gives 4.58M parameters, against the paper's 4.7M
 (Table 2); the gap is the vocabulary sizes of the bag-of-words inputs, which depend on
 tokenisation.
+
+The first layer over a rating vector sums the rows of its weight for the rated items,
+weighted by the ratings (:class:`~recbole_ext.model.general_recommender._rating_encoders.FirstLayer`),
+which equals the dense product but costs the number of ratings of the batch's users
+(items) rather than ``B x n_items``: on ml-100k one training batch of 256 went from
+88 to 63 CPU-ms.
 
 Deviations and choices not fixed by the paper:
     * The first layer of a token-field encoder is an ``EmbeddingBag`` (sum), which equals
