@@ -206,3 +206,14 @@ def test_ml100k_preset_uses_each_model_yaml_for_table6():
     config = Config(model="DHA", preset="nrp-ml-100k")
     assert (config["learner"], config["learning_rate"], config["weight_decay"], config["activation"]) == (
         "sgd", 0.1, 1.0e-5, "tanh")
+
+
+def test_rmsprop_takes_keras_defaults_from_config(make_config):
+    config, _, model, _ = pipeline(make_config, "NRP", learner="rmsprop", rmsprop_rho=0.9, rmsprop_eps=1.0e-7)
+    optimizer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model).optimizer
+    assert isinstance(optimizer, torch.optim.RMSprop)
+    assert (optimizer.defaults["alpha"], optimizer.defaults["eps"]) == (0.9, 1.0e-7)
+    config, _, model, _ = pipeline(make_config, "ASDAE", learner="rmsprop", rmsprop_rho=0.8, rmsprop_eps=None)
+    optimizer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model).optimizer
+    assert (optimizer.defaults["alpha"], optimizer.defaults["eps"]) == (0.8, 1.0e-8)
+    assert id(model.user_factors.weight) not in {id(p) for g in optimizer.param_groups for p in g["params"]}
