@@ -33,6 +33,8 @@ Run with ``OMP_NUM_THREADS=1`` on a shared CPU.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from benchmarks.common import ResultStore, ensure_converted, mean_std, run_one
@@ -114,10 +116,10 @@ def main(args) -> None:
             config = dict(extra, seed=seed, epochs=epochs, dataset=DATASET)
             result = run_one(model, DATASET, config, preset=preset)
             store.add(key, record(result, label, seed, epochs))
-    write_table(store, args.quick)
+    write_table(store, args.quick, "python -m benchmarks " + " ".join(sys.argv[1:]))
 
 
-def write_table(store: ResultStore, quick: bool) -> None:
+def write_table(store: ResultStore, quick: bool, command: str) -> None:
     by_label: dict[str, list[dict]] = {}
     for rec in store.records.values():
         by_label.setdefault(rec["label"], []).append(rec)
@@ -143,7 +145,8 @@ def write_table(store: ResultStore, quick: bool) -> None:
     size = (f"--quick: {QUICK_EPOCHS} epochs, seed 2020" if quick else
             f"full: up to {FULL_EPOCHS} epochs (RippleNet {RIPPLENET_EPOCHS}), early stopping 10, seeds as listed")
     notes = f"""
-Command: `OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python -m benchmarks kni{' --quick' if quick else ''}` ({size}).
+Last command: `OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 {command}` ({size}); the seeds column counts the
+runs recorded per row (the suite resumes, so rows may come from several commands).
 Data: `dataset/{DATASET}` = RippleNet Book-Crossing, KG relations with < 100 triples dropped (KNI).
 Protocol: random 6:2:2 split of the labelled rows, AUC / LogLoss / ACC (threshold = mean training
 label) on the test split at the epoch of best validation AUC. The paper's numbers are the official
