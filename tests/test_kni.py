@@ -339,3 +339,18 @@ def test_l2_as_adam_weight_decay_matches_l2_in_the_loss(make_config):
         optimizer.step()
     for (name, got), expected in zip(model.named_parameters(), reference.parameters()):
         torch.testing.assert_close(got, expected, msg=name)
+
+
+def test_ranking_protocol_with_sampled_negatives(make_config):
+    """Without a label column KNI trains on sampled negatives and ranks all items (full sort)."""
+    config = make_config(
+        model="KNI", embedding_size=8, max_degree=8, hop_n_sample="1,4", n_eval=2,
+        load_col={"inter": ["user_id", "item_id"], "kg": ["head_id", "relation_id", "tail_id"],
+                  "link": ["item_id", "entity_id"]},
+        train_neg_sample_args={"distribution": "uniform", "sample_num": 1, "alpha": 1.0,
+                               "dynamic": False, "candidate_num": 0},
+        eval_args={"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "group_by": "user", "mode": "full"},
+        metrics=["Recall", "NDCG"], topk=[5], valid_metric="NDCG@5")
+    result = run_recbole_ext(config_dict=config)
+    assert set(result["test_result"]) == {"recall@5", "ndcg@5"}
+    assert all(0 <= v <= 1 for v in result["test_result"].values())
