@@ -202,6 +202,17 @@ def test_width_mismatch_names_model_layer_and_sizes(make_config):
         apply_embedding_init(model, train, config)
 
 
+def test_std_rescales_the_z_scored_columns(make_config):
+    config, model, train = build(make_config, "BPR", embedding_size=8, embedding_init="leporid",
+                                 embedding_init_dim=8, embedding_init_std=0.1, embedding_init_cache_dir=None)
+    apply_embedding_init(model, train, config)
+    expected = leporid_embedding(train.inter_matrix(form="csr"), dim=8, topk=1000, lam=0.5)
+    torch.testing.assert_close(model.user_embedding.weight, torch.as_tensor(0.1 * expected, dtype=torch.float32))
+    config["embedding_init_std"] = 0.0
+    with pytest.raises(ValueError, match="embedding_init_std"):
+        apply_embedding_init(model, train, config)
+
+
 def test_freezing_every_parameter_is_a_clear_error(make_config):
     config, model, train = build(make_config, "BPR", embedding_size=8, embedding_init="le",
                                  embedding_init_dim=8, embedding_init_freeze=True,

@@ -86,6 +86,8 @@ def apply_embedding_init(model: nn.Module, dataset: Any, config: Any) -> dict:
     similarity = check_param(owner, "leporid_similarity", _read(config, "leporid_similarity"), SIMILARITIES)
     freeze = check_param(owner, "embedding_init_freeze", _read(config, "embedding_init_freeze"),
                          (True, False))
+    std = check_param(owner, "embedding_init_std", _read(config, "embedding_init_std"),
+                      lambda v: non_negative_float(v) and v > 0, "a positive float")
     cache_dir = config["embedding_init_cache_dir"]
 
     model_name = type(model).__name__
@@ -117,10 +119,12 @@ def apply_embedding_init(model: nn.Module, dataset: Any, config: Any) -> dict:
                                                           **params)
     with torch.no_grad():
         for name, (side, module) in layers.items():
-            module.weight.copy_(torch.as_tensor(np.asarray(embeddings[side]), dtype=module.weight.dtype))
+            # z-scored columns have std 1; embedding_init_std rescales them (a dot-product model
+            # such as BPR starts from scores of std ~sqrt(dim) at 1.0)
+            module.weight.copy_(torch.as_tensor(std * np.asarray(embeddings[side]), dtype=module.weight.dtype))
             module.weight.requires_grad_(not freeze)
     seconds = time.perf_counter() - start
-    getLogger().info(f"embedding_init={method} ({params}, freeze={freeze}) applied to "
+    getLogger().info(f"embedding_init={method} ({params}, std={std}, freeze={freeze}) applied to "
                      f"{', '.join(f'{model_name}.{n}' for n in layers)} in {seconds:.2f}s "
                      f"(cache hits: {cached})")
     return {"method": method, "layers": {name: side for name, (side, _) in layers.items()},
