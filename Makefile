@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEMO_MODEL ?= BPR
+DEMO_MODEL ?= RNNCCE
 SUITE ?=
 ARGS ?=
 
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) run_recbole_ext.py --model $(DEMO_MODEL) --dataset ml-100k --epochs=5 \
+	$(PY) run_recbole_ext.py --model $(DEMO_MODEL) --dataset ml-100k --epochs=3 \
 		--show_progress=False --checkpoint_dir=saved/demo
 
 test: $(STAMP)
