@@ -82,3 +82,18 @@ def test_ray_tune_records_trials_like_hyperopt(tmp_path, make_config):
     assert sorted(t["params"]["learning_rate"] for t in trials) == [0.001, 0.01]
     assert all(t["status"] == "ok" for t in trials)
     assert best["best_valid_score"] in {t["best_valid_score"] for t in trials}
+
+
+def test_plugin_model_tunes_with_its_shipped_space_and_lower_is_better(tmp_path, make_config):
+    from contract_settings import MODEL_OVERRIDES
+
+    from recbole_ext.config import PROPERTIES_DIR
+
+    config = {**make_config(), **MODEL_OVERRIDES["BiasedMF"]}
+    config.pop("dataset")
+    best = tune(str(PROPERTIES_DIR / "hyper" / "BiasedMF.hyper"), model="BiasedMF", dataset="tiny",
+                algo="random", max_evals=2, output=str(tmp_path / "trials.jsonl"), config_dict=config)
+    trials = read_trials(tmp_path)
+    assert len(trials) == 2 and all(t["status"] == "ok" for t in trials)
+    assert trials[0]["valid_score_bigger"] is False  # RMSE
+    assert best["best_valid_score"] == min(t["best_valid_score"] for t in trials)
