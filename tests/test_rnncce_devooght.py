@@ -178,3 +178,15 @@ def test_recbole_leave_one_out_protocol_trains_rnncce_and_gru4rec_on_the_same_ro
     assert set(results["RNNCCE"]) == set(results["GRU4Rec"]) == {"recall@5", "mrr@5", "ndcg@5",
                                                                  "hit@5"}
     assert all(np.isfinite(v) for v in results["RNNCCE"].values())
+
+
+def test_loading_a_recbole_sequential_model_leaves_anomaly_mode_off():
+    # RecBole's sine.py turns autograd anomaly mode on at import; GRU4Rec must not train
+    # slower than RNNCCE because of it. A fresh interpreter: the import happens only once.
+    import subprocess
+    import sys
+
+    code = ("import torch; from recbole_ext.registry import get_model; "
+            "get_model('GRU4Rec'); print(torch.is_anomaly_enabled())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
