@@ -20,7 +20,7 @@ Parts (``--only`` takes part names; default all):
   ARPACK ``which='LA'`` (ours) and ``'LM'`` (the official code's choice). ``--quick``
   skips the dense user side (a 6,040 x 6,040 eigenproblem). ``leporid-init[_quick].json``.
 - ``table``: ItemKNN, and BPR / NeuMF / LightGCN each with ``embedding_init`` default, le
-  and leporid; DLR2 with random (``default``, trainable) and LEPORID (frozen, its
+  and leporid (BPR and LightGCN also with leporid at ``embedding_init_std: 0.1``); DLR2 with random (``default``, trainable) and LEPORID (frozen, its
   default) embeddings. Preset ``leporid-ml-1m`` (split, HR / Precision / Recall @1,5,10,
   NDCG@10), RecBole's default hyper-parameters of each model, seed 2020. Besides all
   test users, the same metrics on the 25% of test users with the fewest training
@@ -63,11 +63,22 @@ INITS = ("default", "le", "leporid")
 OFFICIAL = RAW_DATA / "leporid" / "ml_1m_all"
 
 
-def runs() -> list[tuple[str, str, str]]:
-    """``(key, model, embedding_init)`` of the table, in order."""
-    table = [("ItemKNN", "ItemKNN", "default")]
-    table += [(f"{model}/{init}", model, init) for model in ("BPR", "NeuMF", "LightGCN") for init in INITS]
-    table += [("DLR2/random", "DLR2", "default"), ("DLR2/leporid", "DLR2", "leporid")]
+def runs() -> list[tuple[str, str, str, dict]]:
+    """``(key, model, embedding_init, other config)`` of the table, in order.
+
+    The ``std0.1`` rows rescale LEPORID's z-scored columns (``embedding_init_std``): at the
+    official scale (std 1) the dot-product models start from scores of std ~8, and the user
+    and item eigenvectors come from separate graphs, so their products carry no preference.
+    """
+    table = [("ItemKNN", "ItemKNN", "default", {})]
+    for model in ("BPR", "NeuMF", "LightGCN"):
+        table += [(f"{model}/{init}", model, init, {}) for init in INITS]
+        if model != "NeuMF":
+            table.append((f"{model}/leporid std0.1", model, "leporid", {"embedding_init_std": 0.1}))
+    table += [("DLR2/random", "DLR2", "default", {"embedding_init_freeze": False}),
+              ("DLR2/leporid", "DLR2", "leporid", {})]
+    # references on DLR2's (smaller) user set, same epoch budgets as the all-user rows
+    table += [(f"{model} (DLR2 users)", model, "default", {"dlr2_users": True}) for model in ("ItemKNN", "BPR")]
     return table
 
 
@@ -344,7 +355,8 @@ def train_and_test(model: str, dataset: str, config_dict: dict) -> dict:
     train_counts = np.bincount(train_data._dataset.inter_feat[test_set.uid_field].numpy(),
                                minlength=test_set.user_num)
     return {"model": model, "dataset": dataset, "embedding_init": config["embedding_init"],
-            "embedding_init_freeze": config["embedding_init_freeze"], "epochs": config["epochs"],
+            "embedding_init_freeze": config["embedding_init_freeze"],
+            "embedding_init_std": config["embedding_init_std"], "epochs": config["epochs"],
             "test": to_plain(test_all), "test_tail": to_plain(test_tail), "tail_users": int(len(tail)),
             "tail_max_train_ratings": int(train_counts[tail].max()),
             "test_users": int(len(np.unique(test_set.inter_feat[test_set.uid_field].numpy()))),
@@ -357,14 +369,14 @@ def train_and_test(model: str, dataset: str, config_dict: dict) -> dict:
 
 def run_table(store: ResultStore, quick: bool) -> None:
     budget = BUDGET["quick" if quick else "full"]
-    for key, model, init in runs():
+    for key, model, init, extra in runs():
         if store.done(key):
             continue
-        users = budget["dlr2_users"] if model == "DLR2" else budget["users"]
+        extra = dict(extra)
+        users = budget["dlr2_users"] if model == "DLR2" or extra.pop("dlr2_users", False) else budget["users"]
         epochs = budget["epochs"][model]
-        config = {"embedding_init": init, "epochs": epochs, "eval_step": epochs}
-        if model == "DLR2" and init == "default":
-            config["embedding_init_freeze"] = False  # random embeddings are trained (official 'random')
+        # DLR2's random embeddings are trained (the official 'random' initialisation)
+        config = {"embedding_init": init, "epochs": epochs, "eval_step": epochs, **extra}
         print(f"--> {key} on {ensure_ml1m(users)}, {epochs} epoch(s)", flush=True)
         record = train_and_test(model, ensure_ml1m(users), config)
         print(f"<-- {key}: {record['test']} tail {record['test_tail']} ({record['fit_seconds']} s)", flush=True)
@@ -390,7 +402,7 @@ def write_report(quick: bool) -> None:
     metrics = ["hit@1", "hit@10", "precision@10", "recall@10", "ndcg@10"]
     header = ["run", "data", "epochs"] + metrics + [f"tail {m}" for m in ("hit@10", "recall@10", "ndcg@10")]
     rows = []
-    for key, _, _ in runs():
+    for key, _, _, _ in runs():
         rec = stores["table"].records.get(key)
         if rec is None:
             continue
