@@ -61,6 +61,54 @@ def to_plain(value: Any) -> Any:
     return str(value)
 
 
+_PACKED = "__recbole_ext_packed__"
+
+
+def pack_other_parameter(values: dict | None) -> dict | None:
+    """Non-parameter model state (RecBole's ``other_parameter()``) in weights-only form.
+
+    Memory-based RecBole models keep numpy arrays (EASE, ADMMSLIM) or scipy sparse
+    matrices (ItemKNN, SLIMElastic) there, which ``torch.load(weights_only=True)``
+    refuses; they are stored as tensors and rebuilt by :func:`unpack_other_parameter`.
+    """
+    if values is None:
+        return None
+    return {name: _pack(value) for name, value in values.items()}
+
+
+def _pack(value: Any) -> Any:
+    import scipy.sparse as sp
+
+    if sp.issparse(value):
+        coo = value.tocoo()
+        return {_PACKED: "scipy.sparse", "format": value.format, "shape": list(coo.shape),
+                "row": torch.from_numpy(coo.row.astype(np.int64)),
+                "col": torch.from_numpy(coo.col.astype(np.int64)),
+                "data": torch.from_numpy(np.ascontiguousarray(coo.data))}
+    if isinstance(value, np.ndarray):
+        return {_PACKED: "numpy", "array": torch.from_numpy(np.ascontiguousarray(value))}
+    return value
+
+
+def unpack_other_parameter(values: dict | None) -> dict | None:
+    """Inverse of :func:`pack_other_parameter` (plain values pass through)."""
+    if values is None:
+        return None
+    return {name: _unpack(value) for name, value in values.items()}
+
+
+def _unpack(value: Any) -> Any:
+    if not (isinstance(value, dict) and _PACKED in value):
+        return value
+    if value[_PACKED] == "numpy":
+        return value["array"].numpy()
+    import scipy.sparse as sp
+
+    matrix = sp.coo_matrix((value["data"].numpy(), (value["row"].numpy(), value["col"].numpy())),
+                           shape=tuple(value["shape"]))
+    return matrix.asformat(value["format"])
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
                     trust_legacy: bool = False) -> dict:
     """Load a checkpoint written by recbole-ext (weights-only) or, if trusted, by RecBole.
@@ -163,7 +211,7 @@ class ExtTrainerMixin:
             "cur_step": self.cur_step,
             "best_valid_score": float(self.best_valid_score),
             "state_dict": self.model.state_dict(),
-            "other_parameter": self.model.other_parameter(),
+            "other_parameter": pack_other_parameter(self.model.other_parameter()),
             "optimizer": self.optimizer.state_dict(),
         }
         if hasattr(self, "extra_checkpoint_state"):
@@ -192,7 +240,7 @@ class ExtTrainerMixin:
             raise ValueError(f"{resume_file} holds a {saved_model} checkpoint; "
                              f"cannot resume model {self.config['model']} from it")
         self.model.load_state_dict(checkpoint["state_dict"])
-        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        self.model.load_other_parameter(unpack_other_parameter(checkpoint.get("other_parameter")))
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         if "extra" in checkpoint and hasattr(self, "load_extra_checkpoint_state"):
             self.load_extra_checkpoint_state(checkpoint["extra"])
@@ -203,7 +251,7 @@ class ExtTrainerMixin:
         path = model_file or self.saved_model_file
         checkpoint = load_checkpoint(path, self.device, self.trust_legacy)
         self.model.load_state_dict(checkpoint["state_dict"])
-        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        self.model.load_other_parameter(unpack_other_parameter(checkpoint.get("other_parameter")))
         self.logger.info(f"Loading model structure and parameters from {path}")
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):

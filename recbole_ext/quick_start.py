@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from recbole.utils import init_logger, init_seed, get_local_time
 
-from recbole_ext.compat import load_checkpoint, to_plain
+from recbole_ext.compat import load_checkpoint, to_plain, unpack_other_parameter
 from recbole_ext.config import Config
 from recbole_ext.data import check_dataset_files, create_dataset, data_preparation
 from recbole_ext.registry import get_model, get_trainer
@@ -221,5 +221,5 @@ def load_data_and_model(model_file: str, trust_legacy: bool = False):
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     model.load_state_dict(ckpt["state_dict"])
-    model.load_other_parameter(ckpt.get("other_parameter"))
+    model.load_other_parameter(unpack_other_parameter(ckpt.get("other_parameter")))
     return config, model, dataset, train_data, valid_data, test_data

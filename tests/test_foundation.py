@@ -175,6 +175,31 @@ def test_bpr_run_checkpoint_is_weights_only_and_reloads(make_config):
                                ckpt["state_dict"]["user_embedding.weight"])
 
 
+@pytest.mark.parametrize("model", ["ItemKNN", "EASE"])
+def test_memory_based_model_state_survives_a_weights_only_checkpoint(make_config, model):
+    # ItemKNN keeps a scipy sparse matrix, EASE a numpy array, outside the state_dict.
+    result = run_recbole_ext(config_dict=make_config(model=model, epochs=1))
+    assert result["test_result"]
+    torch.load(result["checkpoint"], weights_only=True)
+    config, reloaded, _, _, _, test_data = load_data_and_model(result["checkpoint"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, reloaded)
+    assert dict(trainer.evaluate(test_data, load_best_model=False)) == dict(result["test_result"])
+
+
+def test_packed_other_parameter_round_trip():
+    import numpy as np
+    import scipy.sparse as sp
+
+    from recbole_ext.compat import pack_other_parameter, unpack_other_parameter
+
+    csr = sp.random(5, 4, density=0.4, format="csr", random_state=0)
+    array = np.arange(6.0).reshape(2, 3)
+    back = unpack_other_parameter(pack_other_parameter({"w": csr, "a": array, "n": 3, "t": torch.ones(2)}))
+    assert back["w"].format == "csr" and (back["w"] != csr).nnz == 0
+    np.testing.assert_array_equal(back["a"], array)
+    assert back["n"] == 3 and torch.equal(back["t"], torch.ones(2))
+
+
 def test_checkpoint_names_are_unique_per_run(make_config):
     first = run_recbole_ext(config_dict=make_config(model="BPR"))
     second = run_recbole_ext(config_dict=make_config(model="BPR"))
