@@ -352,6 +352,33 @@ def write_table(store: ResultStore, size_key: str) -> None:
     )
     title = "LightGCN vs LEGCF vs C2F" + ("" if size_key == "full" else f" ({size_key})")
     store.write_markdown(title, header, rows, notes)
+    plot_memory_vs_recall(store)
+
+
+def plot_memory_vs_recall(store: ResultStore) -> None:
+    """``<stem>.png``: Recall@20 against embedding bytes (log scale), one line per dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    by_dataset: dict[str, list[dict]] = {}
+    for rec in store.records.values():
+        by_dataset.setdefault(rec["dataset"], []).append(rec)
+    for dataset, recs in sorted(by_dataset.items()):
+        recs.sort(key=lambda r: r["embedding_bytes"])
+        ax.plot([r["embedding_bytes"] for r in recs], [r["recall@20"] for r in recs], "o-", label=dataset)
+        for rec in recs:
+            ax.annotate(rec["model"], (rec["embedding_bytes"], rec["recall@20"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("embedding bytes (log)")
+    ax.set_ylabel("test Recall@20")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(store.path(f"{store.stem}.png"), dpi=110)
+    plt.close(fig)
 
 
 def cpu_epoch_seconds(rec: dict) -> float | None:
