@@ -217,3 +217,20 @@ def test_rmsprop_takes_keras_defaults_from_config(make_config):
     optimizer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model).optimizer
     assert (optimizer.defaults["alpha"], optimizer.defaults["eps"]) == (0.8, 1.0e-8)
     assert id(model.user_factors.weight) not in {id(p) for g in optimizer.param_groups for p in g["params"]}
+
+
+@pytest.mark.parametrize("model_name", ["ASDAE", "DHA"])
+def test_mf_terms_fit_training_ratings_well_below_the_constant_predictor(make_config, model_name):
+    # Eq. (1) baselines with their default U,V step (per-rating SGD 0.1 around the mean rating):
+    # with a batch-mean step from N(0, 0.01) factors U V^T stayed near zero for epochs
+    config, _, model, (train, _, _) = pipeline(make_config, model_name, epochs=4, train_batch_size=64)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    ratings = train._dataset.inter_feat[config["LABEL_FIELD"]].float()
+    constant_rmse = ratings.std(unbiased=False).item()
+    for epoch in range(4):
+        trainer._train_epoch(train, epoch)
+    model.eval()
+    with torch.no_grad():
+        predicted = model.predict(train._dataset.inter_feat)
+    train_rmse = (predicted - ratings).pow(2).mean().sqrt().item()
+    assert train_rmse < 0.6 * constant_rmse, (train_rmse, constant_rmse)

@@ -51,8 +51,9 @@ class AlternatingTrainer(RatingTrainer):
     """Alternating U,V / network updates for models with ``mf_parameters()`` and ``calculate_mf_loss()``.
 
     Config keys (in the model's yaml): ``mf_learning_rate`` (SGD step on U, V; the paper
-    uses 0.1). The main optimiser (``learner``, ``learning_rate``, ``weight_decay``)
-    updates every other parameter.
+    uses 0.1; the model's U,V loss is summed over the batch's ratings, so this is a
+    per-rating step). The main optimiser (``learner``, ``learning_rate``, ``weight_decay``,
+    and RecBole's ``clip_grad_norm``) updates every other parameter.
     """
 
     def __init__(self, config, model) -> None:
@@ -72,6 +73,8 @@ class AlternatingTrainer(RatingTrainer):
             mf_loss = self.model.calculate_mf_loss(interaction)
             mf_loss.backward()
             self.mf_optimizer.step()
+            # U,V gradients are spent: keep them out of the network step's gradient-norm clip
+            self.mf_optimizer.zero_grad(set_to_none=True)
             return network_loss(interaction)
 
         return super()._train_epoch(train_data, epoch_idx, loss_func=alternate, show_progress=show_progress)

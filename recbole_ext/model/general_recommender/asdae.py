@@ -12,8 +12,9 @@ Reference:
     + \lambda_1\sum_{j,k}1(R_{jk}>0)(R_{jk}-U_{j}V_{k}^\top)^2
     + \lambda_2\lVert U-g^u(R,X)\rVert^2 + \lambda_3\lVert V-g^i(R,Y)\rVert^2 + \text{reg.}
 
-The rating is predicted by :math:`U_j V_k^\top`; the encoders only pull U and V towards
-their outputs. Training alternates an SGD step on U, V (networks fixed) with a step on
+The rating is predicted by :math:`\mu + U_j V_k^\top` (μ: the fixed mean training rating,
+our choice; the U,V step is per-rating SGD: see ``_autoencoders``); the encoders only
+pull U and V towards their outputs. Training alternates an SGD step on U, V (networks fixed) with a step on
 the networks (U, V fixed), see :class:`recbole_ext.trainer.rating.AlternatingTrainer`.
 Tower layout, reconstruction loss and deviations: :mod:`recbole_ext.model.general_recommender._autoencoders`.
 """
