@@ -58,6 +58,10 @@ choices, and why:
   of 256 (the first implementation) divided every row's step by ~256; starting from
   N(0, 0.01) factors, whose gradients are proportional to each other, U V^T then stayed
   near zero for several epochs (ml-100k test RMSE 3.5-3.7 after 3 epochs).
+  The paper's lr 0.1 belongs to its Keras loss scaling (batch size not given); per
+  rating, 0.1 diverged to NaN on ml-100k within one or two epochs even with μ, so the
+  default is 0.05 (a free MF probe on the ml-100k split: validation RMSE 1.030 / 0.956 /
+  0.973 after epochs 1-3 at 0.05, NaN at 0.1, 1.13 after 3 epochs at 0.01).
 * **The tie terms spread over each row's ratings.** Eq. (1) has λ2‖U_j − g^u_j‖² once per
   user against one squared error per rating, so in the per-rating step the tie of
   :math:`U_j` is weighted λ2 / n_j (n_j: the user's training ratings; likewise λ3 / n_k for
@@ -65,13 +69,13 @@ choices, and why:
   L2 term ``mf_reg_weight`` is per rating, as in plain MF SGD.
 * **A fixed global mean.** The prediction is :math:`\mu + U_jV_k^\top`, μ the mean
   training rating (a buffer, not learned; the same offset as our BiasedMF). Without it the
-  dot product has to carry the ~3.5 offset itself, which needs large factor norms; with
-  the per-rating step at lr 0.1 those norms made the step unstable (the summed loss
-  without μ diverged to NaN on ml-100k). No per-row biases: the paper's 0.26M leaves no
-  room for them.
+  dot product has to carry the ~3.5 offset itself, which needs large factor norms, and
+  the per-rating step is only stable while ``2 * lr * (|U_j|^2 + |V_k|^2) < 2``. No
+  per-row biases: the paper's 0.26M leaves no room for them.
 * U, V start from N(0, 0.01), as our BiasedMF; the network step (Table 6 optimiser) keeps
   RecBole's batch mean, where the per-occurrence reconstruction and tie terms keep Eq.
-  (1)'s per-user ratio between them.
+  (1)'s per-user ratio between them, and its gradient norm is clipped at 1
+  (``clip_grad_norm``; unclipped, aSDAE's network diverged at SGD 0.1).
 """
 
 from __future__ import annotations
