@@ -191,10 +191,12 @@ OMP_NUM_THREADS=1, a shared 2-core machine), the paper's: a 12 GB GPU. Our param
 whole model; the paper splits it into (network, MF factors). The "no" side-info rows are compared
 with Table 5 (NRP-direct only).
 
-Under this budget the ranking is not the paper's experiment: DHA and aSDAE (MF terms, Eq. 1) predict
-with U_j V_k^T, and Table 6's plain SGD at lr 0.1 on U, V (batch-mean loss, batch 256, N(0, 0.01)
-init) leaves U V^T near zero for the first epochs (RMSE ~3.5-3.7), so those rows show an untrained
-model, not a converged baseline; NRP-DHA / NRP-aSDAE were also still improving after 3 epochs.
+DHA and aSDAE (MF terms, Eq. 1) predict with mu + U_j V_k^T (mu: the mean training rating). Their U,V
+step is per-rating SGD at 0.05 with Eq. 1's tie terms spread over each row's ratings, and their
+network step is clipped at gradient norm 1 (recbole_ext/model/general_recommender/_autoencoders.py
+says which detail is the paper's). A batch-mean U,V step at 0.1 without mu had left U V^T near zero
+(test RMSE 3.5-3.7 after 3 epochs). Under the 3-epoch budget NRP-DHA / NRP-aSDAE were still improving,
+so the NRP-X vs X rows do not settle Table 2's claim either way.
 
 Command: `OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python -m benchmarks nrp{' --quick' if quick else ''}`
 (`--only table2 noside ml1m` or model names; `--seeds` to change the seeds).
