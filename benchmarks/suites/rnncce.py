@@ -246,7 +246,22 @@ def run_beauty(store: ResultStore, quick: bool) -> None:
             store.add(key, summary(run_one(model, dataset, {**common, **extra})))
 
 
-PARTS = {"profile": run_profile, "timing": run_timing, "devooght": run_devooght, "beauty": run_beauty}
+def run_timing_ab(store: ResultStore, quick: bool) -> None:
+    """GRU4Rec and RNNCCE alternated (A B A B A B), one epoch each, so a change in the machine's
+    load hits both models alike; ``timing`` runs them one after the other."""
+    dataset = ensure_ml100k()
+    for round_no in (1, 2, 3):
+        for name, (model, extra) in TIMING_RUNS.items():
+            key = f"ab/{name} round {round_no}"
+            if store.done(key):
+                continue
+            extra = {**RNNCCE_AS_GRU4REC, **extra} if model == "RNNCCE" else extra
+            config = {**LOO, **GRU4REC_SETTINGS, "epochs": 1, "stopping_step": 1000, "seed": SEED, **extra}
+            store.add(key, summary(run_one(model, dataset, config)))
+
+
+PARTS = {"profile": run_profile, "timing": run_timing, "ab": run_timing_ab, "devooght": run_devooght,
+         "beauty": run_beauty}
 
 
 def main(args) -> None:
@@ -313,7 +328,7 @@ def write_tables(quick: bool) -> None:
         "in the JSON; profile rows time single training steps of the same batches with autograd "
         "anomaly mode off/on.\n"
         "Reproduce: `OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python -m benchmarks rnncce [--quick] "
-        "[--only profile timing devooght beauty]`.")
+        "[--only profile timing ab devooght beauty]`; `ab` alternates GRU4Rec and RNNCCE epochs.")
     store.write_markdown("RNN-CCE: weight tying (seed 002) and epoch cost", header, rows, notes)
     plot_devooght(records, store.path(f"rnncce-devooght{'_quick' if quick else ''}.png"), users, epochs)
 
