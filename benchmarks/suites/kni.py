@@ -29,6 +29,10 @@ reference trains up to 100 epochs; ``FULL_EPOCHS`` is our CPU budget and is prin
 results table. Seconds per epoch are the trainer's wall-clock training epochs and
 validation passes (KNI's pass averages ``n_eval = 40`` samplings).
 Run with ``OMP_NUM_THREADS=1`` on a shared CPU.
+
+``--only timing``: KNI ni:1 and KGCN alternated, ``TIMING_EPOCHS`` epochs each, two rounds
+(``kni-timing.{json,md}``): the issue's speed goal compares one training epoch plus one
+evaluation pass of each.
 """
 
 from __future__ import annotations
@@ -96,7 +100,38 @@ def record(result: dict, label: str, seed: int, epochs: int) -> dict:
             "valid_seconds": timings["valid_seconds"], "test_seconds": timings["test_seconds"]}
 
 
+TIMING_EPOCHS = 3
+
+
+def run_timing(rounds: int = 2) -> None:
+    """``--only timing``: KNI ni:1 and KGCN alternated (A B A B), 3 epochs each, so both see the
+    same machine load; seconds per training epoch and per validation pass (KNI: 40 samplings)."""
+    use_labeled_data_for("KGCN")
+    store = ResultStore("kni-timing")
+    for round_no in range(1, rounds + 1):
+        for label in ("KNI-ni1", "KGCN"):
+            key = f"{label}|round {round_no}"
+            if store.done(key):
+                continue
+            model, preset, extra = RUNS[label]
+            config = dict(extra, seed=2020, epochs=TIMING_EPOCHS, dataset=DATASET)
+            store.add(key, record(run_one(model, DATASET, config, preset=preset), label, 2020, TIMING_EPOCHS))
+    rows = []
+    for key, rec in store.records.items():
+        train, valid = np.mean(rec["train_epoch_seconds"]), np.mean(rec["valid_seconds"])
+        rows.append([key.replace("|", ", "), rec["epochs_trained"], train, valid, train + valid,
+                     rec["test_result"]["auc"]])
+    store.write_markdown("KNI vs KGCN: seconds per epoch (alternating runs)",
+                         ["run", "epochs", "s / train epoch", "s / valid pass", "epoch + valid", "test AUC"], rows,
+                         notes="Command: `OMP_NUM_THREADS=2 python -m benchmarks kni --only timing`. Same "
+                               "split and protocol as `kni.md`; wall-clock seconds on the 2-core machine.")
+
+
 def main(args) -> None:
+    if args.only == ["timing"]:
+        ensure_converted("ripplenet-kg", "book-crossing-kg", DATASET, min_relation_triples=100)
+        run_timing()
+        return
     ensure_converted("ripplenet-kg", "book-crossing-kg", DATASET, min_relation_triples=100)
     store = ResultStore("kni", quick=args.quick, resume=args.resume)
     seeds = args.seeds or ([2020] if args.quick else SEEDS)
