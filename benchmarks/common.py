@@ -35,6 +35,7 @@ class ResultStore:
         self.stem = f"{suite}_quick" if quick else suite
         self.json_path = RESULTS_DIR / f"{self.stem}.json"
         self.records: dict[str, dict] = {}
+        self._replace_file = not resume  # a fresh run drops the old records on its first save
         if resume and self.json_path.is_file():
             self.records = json.loads(self.json_path.read_text())["records"]
 
@@ -51,12 +52,21 @@ class ResultStore:
         return RESULTS_DIR / name
 
     def _save(self) -> None:
+        """Merge into the file under a lock: several processes may fill one suite's runs."""
+        import fcntl
+
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        tmp = self.json_path.with_suffix(".json.tmp")
-        payload = {"suite": self.stem, "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
-                   "records": self.records}
-        tmp.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, self.json_path)
+        with open(self.json_path.with_suffix(".json.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.json_path.is_file() and not self._replace_file:
+                on_disk = json.loads(self.json_path.read_text())["records"]
+                self.records = {**on_disk, **self.records}
+            tmp = self.json_path.with_suffix(f".json.{os.getpid()}.tmp")
+            payload = {"suite": self.stem, "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
+                       "records": self.records}
+            tmp.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+            os.replace(tmp, self.json_path)
+        self._replace_file = False
 
     def write_markdown(self, title: str, header: list[str], rows: Iterable[list[Any]],
                        notes: str = "") -> Path:

@@ -19,6 +19,8 @@ Parts (``--only`` takes part names):
   without the KL term, and RecBole's GRU4Rec (its default architecture, CE loss) with the
   d100 preset's data and training settings; sps@10 and recall@10 next to the seed's numbers,
   and seconds per epoch.
+- ``devooght-paper`` (only when named): the ``devooght`` runs at kwonmha's budget, all 5040
+  training users for one epoch (about 51,000 batches of 16); ``rnncce-devooght-paper.json``.
 - ``beauty``: Amazon Beauty with RecBole's leave-one-out protocol; RNNCCE dim 100 untied vs
   tied (+KL), and GRU4Rec.
 
@@ -75,7 +77,9 @@ PROFILE_RUNS = {**TIMING_RUNS,
 PROFILE_ANOMALY_ON = {"GRU4Rec", "RNNCCE tied (no KL)"}  # the other runs: anomaly off only
 TIMING_EPOCHS = 1
 # (training users kept, epochs) for the ML-1M Devooght table; see the module docstring.
-DEVOOGHT_BUDGET = {"quick": (100, 1), "full": (700, 1)}
+# "paper": all 5040 training users for one epoch, about 51,000 batches of 16 (kwonmha's
+# min_iter is 50,000); part ``devooght-paper``, its own result file.
+DEVOOGHT_BUDGET = {"quick": (100, 1), "full": (700, 1), "paper": (None, 1)}
 DEVOOGHT_OUTPUTS = {  # row label -> (preset output, overrides, dims run)
     "untied": ("untied", {}, (50, 100, 200)), "tied": ("tied", {}, (50, 100, 200)),
     "tied-nokl": ("tied", {"tying_loss": "none"}, (100,))}
@@ -209,25 +213,34 @@ def run_timing(store: ResultStore, quick: bool) -> None:
         store.add(key, summary(run_one(model, dataset, config)))
 
 
-def run_devooght(store: ResultStore, quick: bool) -> None:
-    n_users, n_epochs = DEVOOGHT_BUDGET["quick" if quick else "full"]
+def run_devooght(store: ResultStore, quick: bool, size: str | None = None) -> None:
+    """The Devooght table; ``size`` picks a ``DEVOOGHT_BUDGET`` entry (default: quick/full).
+
+    ``RUN_FILTER`` (run labels such as ``d50-tied`` or ``GRU4Rec`` given to ``--only``) limits
+    the runs, so that two processes can share one table's runs.
+    """
+    size = size or ("quick" if quick else "full")
+    part = "devooght" if size != "paper" else "devooght-paper"
+    n_users, n_epochs = DEVOOGHT_BUDGET[size]
     dataset = ensure_devooght_ml1m(n_users)
-    budget = {"epochs": n_epochs, "train_users": n_users}
+    budget = {"epochs": n_epochs, "train_users": n_users or "all"}
+
+    def wanted(label: str) -> bool:
+        return not store.done(f"{part}/{label}") and (not RUN_FILTER or label in RUN_FILTER)
+
     for dim in (50, 100, 200):
         for label, (output, overrides, dims) in DEVOOGHT_OUTPUTS.items():
-            key = f"devooght/d{dim}-{label}"
-            if dim in dims and not store.done(key):
+            if dim in dims and wanted(f"d{dim}-{label}"):
                 preset = f"rnncce-ml-1m-d{dim}-{output}"
                 result = run_one("RNNCCE", dataset,
                                  {"seed": SEED, "epochs": n_epochs, **overrides}, preset=preset)
-                store.add(key, summary(result) | {"dim": dim, "output": label, **budget})
-    key = "devooght/GRU4Rec"
-    if not store.done(key):
+                store.add(f"{part}/d{dim}-{label}", summary(result) | {"dim": dim, "output": label, **budget})
+    if wanted("GRU4Rec"):
         preset = load_yaml_file(PROPERTIES_DIR / "paper" / "rnncce-ml-1m-d100-tied.yaml")
         settings = {k: v for k, v in preset.items() if k not in RNNCCE_ONLY_KEYS}
         settings.update({"dataset": dataset, "seed": SEED, "epochs": n_epochs, "loss_type": "CE",
                          "train_neg_sample_args": None})
-        store.add(key, summary(run_one("GRU4Rec", dataset, settings))
+        store.add(f"{part}/GRU4Rec", summary(run_one("GRU4Rec", dataset, settings))
                   | {"dim": "64/128", "output": "GRU4Rec", **budget})
 
 
@@ -261,7 +274,9 @@ def run_timing_ab(store: ResultStore, quick: bool) -> None:
 
 
 PARTS = {"profile": run_profile, "timing": run_timing, "ab": run_timing_ab, "devooght": run_devooght,
+         "devooght-paper": lambda store, quick: run_devooght(store, quick, size="paper"),
          "beauty": run_beauty}
+RUN_FILTER: set[str] = set()  # run labels from --only (see run_devooght)
 
 
 def main(args) -> None:
@@ -270,9 +285,15 @@ def main(args) -> None:
     import recbole.model.sequential_recommender  # noqa: F401
 
     torch.autograd.set_detect_anomaly(False)
+    only = set(args.only or ())
+    all_parts = not only & set(PARTS)
+    RUN_FILTER.clear()
+    RUN_FILTER.update(only - set(PARTS))
     # One result file per part, so parts can run in separate processes at the same time.
     for part, runner in PARTS.items():
-        if not args.only or part in args.only:
+        if part == "devooght-paper" and part not in only:
+            continue  # hours of CPU: only when asked for by name
+        if all_parts or part in only:
             runner(ResultStore(f"rnncce-{part}", quick=args.quick, resume=args.resume), args.quick)
     write_tables(args.quick)
 
@@ -327,15 +348,21 @@ def write_tables(quick: bool) -> None:
         "s/epoch is wall-clock training time on a shared 2-core CPU with the thread count recorded "
         "in the JSON; profile rows time single training steps of the same batches with autograd "
         "anomaly mode off/on.\n"
+        "devooght-paper: the same table at kwonmha's budget, all 5040 training users for one epoch "
+        "(about 51,000 batches of 16; kwonmha trains at least 50,000), validation once at the end.\n"
         "Reproduce: `OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python -m benchmarks rnncce [--quick] "
-        "[--only profile timing ab devooght beauty]`; `ab` alternates GRU4Rec and RNNCCE epochs.")
+        "[--only profile timing ab devooght devooght-paper beauty] [run labels]`; `ab` alternates "
+        "GRU4Rec and RNNCCE epochs; run labels (`d50-tied`, `GRU4Rec`, ...) restrict the Devooght "
+        "runs, so two processes can share a table.")
     store.write_markdown("RNN-CCE: weight tying (seed 002) and epoch cost", header, rows, notes)
     plot_devooght(records, store.path(f"rnncce-devooght{'_quick' if quick else ''}.png"), users, epochs)
+    if not quick:
+        plot_devooght(records, store.path("rnncce-devooght-paper.png"), "all 5040", 1, part="devooght-paper")
 
 
-def plot_devooght(records: dict, path: Path, users: int, epochs: int) -> None:
+def plot_devooght(records: dict, path: Path, users: int | str, epochs: int, part: str = "devooght") -> None:
     """sps@10 and recall@10 by dimension: ours (untied, tied without/with KL) beside the seed's."""
-    rows = {key.split("/", 1)[1]: rec for key, rec in records.items() if key.startswith("devooght/d")}
+    rows = {key.split("/", 1)[1]: rec for key, rec in records.items() if key.startswith(f"{part}/d")}
     if not rows:
         return
     import matplotlib

@@ -1,0 +1,45 @@
+"""The persistent dense-gradient buffer gives exactly the dense embedding gradient."""
+
+import pytest
+import torch
+from torch import nn
+
+from recbole_ext.model.sparse_grad import keep_dense_grad_buffer
+
+
+def _tables(seed: int = 0) -> tuple[nn.Embedding, nn.Embedding]:
+    torch.manual_seed(seed)
+    dense = nn.Embedding(50, 4, padding_idx=0)
+    fast = keep_dense_grad_buffer(nn.Embedding(50, 4, padding_idx=0, sparse=True))
+    fast.weight.data.copy_(dense.weight.data)
+    return dense, fast
+
+
+def _loss(table: nn.Embedding, ids_a: torch.Tensor, ids_b: torch.Tensor) -> torch.Tensor:
+    # two lookups of one table, with repeated rows and the padding row, as KNI does
+    return (table(ids_a) * 2).pow(2).sum() + table(ids_b).sum()
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_same_gradients_and_updates_as_dense_backward(set_to_none):
+    dense, fast = _tables()
+    opt_dense = torch.optim.Adam(dense.parameters(), lr=0.1, weight_decay=0.01)
+    opt_fast = torch.optim.Adam(fast.parameters(), lr=0.1, weight_decay=0.01)
+    steps = [(torch.tensor([[1, 2, 2], [0, 7, 9]]), torch.tensor([3, 3, 0])),
+             (torch.tensor([[4, 5, 6], [1, 1, 1]]), torch.tensor([8, 0, 2])),  # rows 2, 7, 9 go stale
+             (torch.tensor([[0, 0, 0], [0, 0, 0]]), torch.tensor([0, 0, 0]))]  # only padding
+    for ids_a, ids_b in steps:
+        for table, opt in ((dense, opt_dense), (fast, opt_fast)):
+            opt.zero_grad(set_to_none=set_to_none)
+            _loss(table, ids_a, ids_b).backward()
+        assert fast.weight.grad.layout == torch.strided
+        torch.testing.assert_close(fast.weight.grad, dense.weight.grad, rtol=0, atol=0)
+        opt_dense.step()
+        opt_fast.step()
+        torch.testing.assert_close(fast.weight, dense.weight)
+    assert fast.weight.grad[0].abs().sum() == 0  # the padding row never receives a gradient
+
+
+def test_rejects_a_dense_embedding():
+    with pytest.raises(ValueError, match="sparse=True"):
+        keep_dense_grad_buffer(nn.Embedding(3, 2))
