@@ -154,6 +154,8 @@ class ExtTrainerMixin:
     Attributes:
         epoch_seconds: wall-clock seconds of each training epoch.
         valid_seconds: wall-clock seconds of each validation pass.
+        valid_history: ``(training epochs done, validation result)`` of each validation pass,
+            for metric-by-epoch plots.
     """
 
     def __init__(self, config, model):
@@ -169,6 +171,7 @@ class ExtTrainerMixin:
             super().__init__(config, model)
         self.epoch_seconds: list[float] = []
         self.valid_seconds: list[float] = []
+        self.valid_history: list[tuple[int, dict]] = []
         self.saved_model_file = self._unique_checkpoint_path()
 
     def _unique_checkpoint_path(self) -> str:
@@ -197,6 +200,7 @@ class ExtTrainerMixin:
         start = time.perf_counter()
         result = super()._valid_epoch(*args, **kwargs)
         self.valid_seconds.append(time.perf_counter() - start)
+        self.valid_history.append((len(self.epoch_seconds), to_plain(result[1])))
         return result
 
     def _checkpoint_state(self, epoch: int) -> dict:

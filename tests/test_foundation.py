@@ -235,4 +235,7 @@ def test_results_json_has_timings_and_config(make_config, tmp_path):
     assert data["test_result"] == result["test_result"]
     assert data["timings"]["epochs_trained"] == 2
     assert len(data["timings"]["train_epoch_seconds"]) == 2
+    # one validation per epoch (eval_step 1): the epoch count and the metrics of each pass
+    assert [epoch for epoch, _ in data["valid_history"]] == [1, 2]
+    assert set(data["valid_history"][-1][1]) == set(data["best_valid_result"])
     assert data["config"]["epochs"] == 2 and data["n_params"] > 0
