@@ -51,12 +51,20 @@ class ResultStore:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         return RESULTS_DIR / name
 
+    def _lock_path(self) -> Path:
+        """A lock file outside the results folder, one per result file."""
+        import hashlib
+        import tempfile
+
+        digest = hashlib.sha1(str(self.json_path.resolve()).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"recbole-ext-results-{digest}.lock"
+
     def _save(self) -> None:
         """Merge into the file under a lock: several processes may fill one suite's runs."""
         import fcntl
 
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        with open(self.json_path.with_suffix(".json.lock"), "w") as lock:
+        with open(self._lock_path(), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if self.json_path.is_file() and not self._replace_file:
                 on_disk = json.loads(self.json_path.read_text())["records"]
