@@ -44,3 +44,20 @@ def test_unknown_suite_is_rejected(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "invalid choice: 'no-such-suite'" in proc.stderr
+
+
+def test_result_stores_of_one_suite_merge_and_fresh_replaces(tmp_path, monkeypatch):
+    import benchmarks.common as common
+
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
+    first, second = common.ResultStore("s"), common.ResultStore("s")  # two processes, one file
+    first.add("a", {"x": 1})
+    second.add("b", {"x": 2})
+    assert set(json.loads((tmp_path / "s.json").read_text())["records"]) == {"a", "b"}
+    assert common.ResultStore("s").done("a")
+    fresh = common.ResultStore("s", resume=False)
+    fresh.add("c", {"x": 3})
+    assert set(json.loads((tmp_path / "s.json").read_text())["records"]) == {"c"}
+    fresh.add("d", {"x": 4})
+    assert set(json.loads((tmp_path / "s.json").read_text())["records"]) == {"c", "d"}
+    assert not list(tmp_path.glob("*.lock")) and not list(tmp_path.glob("*.tmp"))
