@@ -65,7 +65,7 @@ from recbole.model.abstract_recommender import KnowledgeRecommender
 from recbole.utils import InputType
 from torch import nn
 
-from recbole_ext.model.sparse_grad import keep_dense_grad_buffer
+from recbole_ext.model.sparse_grad import BufferedGradEmbedding
 from recbole_ext.utils import check_param, non_negative_float, positive_int
 
 # Upper bound on the float32 elements of one evaluation block (neighbourhood embeddings of
@@ -177,11 +177,8 @@ class KNI(KnowledgeRecommender):
 
         # outside DDP the table's gradient goes through a persistent dense buffer (same values,
         # 3-4x cheaper steps on CPU; see recbole_ext.model.sparse_grad)
-        sparse_lookup = config["single_spec"] is not False
-        self.embedding = nn.Embedding(self.n_nodes, self.embedding_size, padding_idx=0,
-                                      sparse=sparse_lookup)
-        if sparse_lookup:
-            keep_dense_grad_buffer(self.embedding)
+        table = BufferedGradEmbedding if config["single_spec"] is not False else nn.Embedding
+        self.embedding = table(self.n_nodes, self.embedding_size, padding_idx=0)
         if len(self.hop_samples) == 2:
             self.agg_bias = nn.Parameter(torch.zeros(self.embedding_size))
         if self.attention == "ni:2":
