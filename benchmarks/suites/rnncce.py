@@ -286,7 +286,10 @@ def main(args) -> None:
 
     torch.autograd.set_detect_anomaly(False)
     only = set(args.only or ())
-    all_parts = not only & set(PARTS)
+    all_parts = not only
+    if only and not only & set(PARTS):
+        raise SystemExit(f"--only {' '.join(sorted(only))}: name at least one part ({', '.join(PARTS)}); "
+                         "run labels such as d50-tied only restrict the devooght parts")
     RUN_FILTER.clear()
     RUN_FILTER.update(only - set(PARTS))
     # One result file per part, so parts can run in separate processes at the same time.
