@@ -40,6 +40,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import torch
 
 from benchmarks.common import ResultStore, ensure_converted, mean_std, run_one
 
@@ -127,8 +128,9 @@ def run_timing(rounds: int = 2, resume: bool = True) -> None:
                      rec["test_result"]["auc"]])
     store.write_markdown("KNI vs KGCN: seconds per epoch (alternating runs)",
                          ["run", "epochs", "s / train epoch", "s / valid pass", "epoch + valid", "test AUC"], rows,
-                         notes="Command: `OMP_NUM_THREADS=2 python -m benchmarks kni --only timing`. Same "
-                               "split and protocol as `kni.md`; wall-clock seconds on the 2-core machine.")
+                         notes=f"Command: `OMP_NUM_THREADS={torch.get_num_threads()} python -m benchmarks kni "
+                               "--only timing`. Same split and protocol as `kni.md`; wall-clock seconds on "
+                               "the 2-core machine; the runs alternate so that both models see the same load.")
 
 
 def main(args) -> None:

@@ -388,10 +388,11 @@ def plot_devooght(records: dict, path: Path, users: int | str, epochs: int, part
                    hatch="//" if label.startswith("seed") else None)
         ax.set_xticks(np.arange(len(dims)) + width * (len(bars) - 1) / 2, [f"dim {d}" for d in dims])
         ax.set_ylabel(f"{metric}@10 (%)")
-    axes[0].legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7)
     fig.suptitle(f"ML-1M Devooght protocol, LSTM; ours: {users} training users, {epochs} epoch(s)",
                  fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     print(f"wrote {path}", flush=True)
