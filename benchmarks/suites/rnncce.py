@@ -217,7 +217,8 @@ def run_devooght(store: ResultStore, quick: bool, size: str | None = None) -> No
     """The Devooght table; ``size`` picks a ``DEVOOGHT_BUDGET`` entry (default: quick/full).
 
     ``RUN_FILTER`` (run labels such as ``d50-tied`` or ``GRU4Rec`` given to ``--only``) limits
-    the runs, so that two processes can share one table's runs.
+    the runs, so that two processes can share one table's runs (``beauty`` takes ``untied``,
+    ``tied`` and ``GRU4Rec``).
     """
     size = size or ("quick" if quick else "full")
     part = "devooght" if size != "paper" else "devooght-paper"
@@ -253,8 +254,11 @@ def run_beauty(store: ResultStore, quick: bool) -> None:
             "RNNCCE d100 tied + KL": ("RNNCCE", {"cell": "lstm", "embedding_size": 100, "hidden_size": 100,
                                                  "output": "tied", "tying_loss": "kl"}),
             "GRU4Rec": ("GRU4Rec", {})}
+    run_labels = {"RNNCCE d100 untied": "untied", "RNNCCE d100 tied + KL": "tied", "GRU4Rec": "GRU4Rec"}
     for name, (model, extra) in runs.items():
         key = f"beauty/{name}"
+        if RUN_FILTER and run_labels[name] not in RUN_FILTER:
+            continue
         if not store.done(key):
             store.add(key, summary(run_one(model, dataset, {**common, **extra})))
 
