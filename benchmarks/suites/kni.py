@@ -199,6 +199,11 @@ comparable. Pairwise baselines (KGCN, KGNNLS, CKE, BPR: RecBole defaults, BPR lo
 trained on the positive training rows) output scores, not probabilities: compare their AUC only.
 Seconds are wall-clock on a shared 2-core CPU with one thread per run; KNI's validation pass
 averages 40 neighbour samplings per row.
+RecBole's KGNNLS scores exactly like KGCN here, epoch by epoch at every seed (same validation AUCs
+and test metrics). Our reading of RecBole's code: with its default `n_iter: 1` the label-smoothness
+term propagates labels from one hop of KG neighbours; here those are almost all non-item entities,
+whose label is the "unknown" 0.5, so the predicted label is 0.5 whatever the attention weights and
+the term adds no gradient.
 """
     store.write_markdown("KNI on Book-Crossing (seed 004)", header, rows, notes)
     plot_valid_auc(store)
