@@ -226,23 +226,29 @@ def run_devooght(store: ResultStore, quick: bool, size: str | None = None) -> No
     dataset = ensure_devooght_ml1m(n_users)
     budget = {"epochs": n_epochs, "train_users": n_users or "all"}
 
-    def wanted(label: str) -> bool:
-        return not store.done(f"{part}/{label}") and (not RUN_FILTER or label in RUN_FILTER)
+    for seed in RUN_SEEDS:
+        # the first seed's runs keep their plain keys; other seeds are "<label>@<seed>"
+        def key(label: str) -> str:
+            return f"{part}/{label}" + ("" if seed == SEED else f"@{seed}")
 
-    for dim in (50, 100, 200):
-        for label, (output, overrides, dims) in DEVOOGHT_OUTPUTS.items():
-            if dim in dims and wanted(f"d{dim}-{label}"):
-                preset = f"rnncce-ml-1m-d{dim}-{output}"
-                result = run_one("RNNCCE", dataset,
-                                 {"seed": SEED, "epochs": n_epochs, **overrides}, preset=preset)
-                store.add(f"{part}/d{dim}-{label}", summary(result) | {"dim": dim, "output": label, **budget})
-    if wanted("GRU4Rec"):
-        preset = load_yaml_file(PROPERTIES_DIR / "paper" / "rnncce-ml-1m-d100-tied.yaml")
-        settings = {k: v for k, v in preset.items() if k not in RNNCCE_ONLY_KEYS}
-        settings.update({"dataset": dataset, "seed": SEED, "epochs": n_epochs, "loss_type": "CE",
-                         "train_neg_sample_args": None})
-        store.add(f"{part}/GRU4Rec", summary(run_one("GRU4Rec", dataset, settings))
-                  | {"dim": "64/128", "output": "GRU4Rec", **budget})
+        def wanted(label: str) -> bool:
+            return not store.done(key(label)) and (not RUN_FILTER or label in RUN_FILTER)
+
+        for dim in (50, 100, 200):
+            for label, (output, overrides, dims) in DEVOOGHT_OUTPUTS.items():
+                if dim in dims and wanted(f"d{dim}-{label}"):
+                    preset = f"rnncce-ml-1m-d{dim}-{output}"
+                    result = run_one("RNNCCE", dataset,
+                                     {"seed": seed, "epochs": n_epochs, **overrides}, preset=preset)
+                    store.add(key(f"d{dim}-{label}"),
+                              summary(result) | {"dim": dim, "output": label, "seed": seed, **budget})
+        if wanted("GRU4Rec"):
+            preset = load_yaml_file(PROPERTIES_DIR / "paper" / "rnncce-ml-1m-d100-tied.yaml")
+            settings = {k: v for k, v in preset.items() if k not in RNNCCE_ONLY_KEYS}
+            settings.update({"dataset": dataset, "seed": seed, "epochs": n_epochs, "loss_type": "CE",
+                             "train_neg_sample_args": None})
+            store.add(key("GRU4Rec"), summary(run_one("GRU4Rec", dataset, settings))
+                      | {"dim": "64/128", "output": "GRU4Rec", "seed": seed, **budget})
 
 
 def run_beauty(store: ResultStore, quick: bool) -> None:
@@ -281,6 +287,7 @@ PARTS = {"profile": run_profile, "timing": run_timing, "ab": run_timing_ab, "dev
          "devooght-paper": lambda store, quick: run_devooght(store, quick, size="paper"),
          "beauty": run_beauty}
 RUN_FILTER: set[str] = set()  # run labels from --only (see run_devooght)
+RUN_SEEDS: list[int] = [SEED]  # --seeds, for the Devooght parts
 
 
 def main(args) -> None:
@@ -296,6 +303,7 @@ def main(args) -> None:
                          "run labels such as d50-tied only restrict the devooght parts")
     RUN_FILTER.clear()
     RUN_FILTER.update(only - set(PARTS))
+    RUN_SEEDS[:] = args.seeds or [SEED]
     # One result file per part, so parts can run in separate processes at the same time.
     for part, runner in PARTS.items():
         if part == "devooght-paper" and part not in only:
