@@ -21,6 +21,7 @@ Parts (``--only`` takes part names):
   and seconds per epoch.
 - ``devooght-paper`` (only when named): the ``devooght`` runs at kwonmha's budget, all 5040
   training users for one epoch (about 51,000 batches of 16); ``rnncce-devooght-paper.json``.
+- ``beauty-ab``: one epoch each of the Beauty untied and tied + KL runs, alternated twice.
 - ``beauty``: Amazon Beauty with RecBole's leave-one-out protocol; RNNCCE dim 100 untied vs
   tied (+KL), and GRU4Rec.
 
@@ -251,22 +252,40 @@ def run_devooght(store: ResultStore, quick: bool, size: str | None = None) -> No
                       | {"dim": "64/128", "output": "GRU4Rec", "seed": seed, **budget})
 
 
-def run_beauty(store: ResultStore, quick: bool) -> None:
-    dataset = ensure_converted("sequences", "amazon-beauty", "amazon-beauty")
-    common = {**LOO, "MAX_ITEM_LIST_LENGTH": 50, "train_batch_size": 256, "learning_rate": 1.0e-3,
-              "epochs": 1 if quick else 30, "stopping_step": 5, "seed": SEED, "eval_batch_size": 1024}
-    runs = {"RNNCCE d100 untied": ("RNNCCE", {"cell": "lstm", "embedding_size": 100, "hidden_size": 100,
-                                              "output": "untied", "tying_loss": "none"}),
-            "RNNCCE d100 tied + KL": ("RNNCCE", {"cell": "lstm", "embedding_size": 100, "hidden_size": 100,
+BEAUTY_RUNS = {  # label -> (run label for --only, model, settings)
+    "RNNCCE d100 untied": ("untied", "RNNCCE", {"cell": "lstm", "embedding_size": 100, "hidden_size": 100,
+                                                "output": "untied", "tying_loss": "none"}),
+    "RNNCCE d100 tied + KL": ("tied", "RNNCCE", {"cell": "lstm", "embedding_size": 100, "hidden_size": 100,
                                                  "output": "tied", "tying_loss": "kl"}),
-            "GRU4Rec": ("GRU4Rec", {})}
-    run_labels = {"RNNCCE d100 untied": "untied", "RNNCCE d100 tied + KL": "tied", "GRU4Rec": "GRU4Rec"}
-    for name, (model, extra) in runs.items():
+    "GRU4Rec": ("GRU4Rec", "GRU4Rec", {}),
+}
+
+
+def beauty_config(epochs: int) -> tuple[str, dict]:
+    dataset = ensure_converted("sequences", "amazon-beauty", "amazon-beauty")
+    return dataset, {**LOO, "MAX_ITEM_LIST_LENGTH": 50, "train_batch_size": 256, "learning_rate": 1.0e-3,
+                     "epochs": epochs, "stopping_step": 5, "seed": SEED, "eval_batch_size": 1024}
+
+
+def run_beauty(store: ResultStore, quick: bool) -> None:
+    dataset, common = beauty_config(1 if quick else 30)
+    for name, (label, model, extra) in BEAUTY_RUNS.items():
         key = f"beauty/{name}"
-        if RUN_FILTER and run_labels[name] not in RUN_FILTER:
+        if RUN_FILTER and label not in RUN_FILTER:
             continue
         if not store.done(key):
             store.add(key, summary(run_one(model, dataset, {**common, **extra})))
+
+
+def run_beauty_ab(store: ResultStore, quick: bool) -> None:
+    """Untied and tied + KL on Amazon Beauty alternated (A B A B), one epoch each: the epoch-cost
+    ratio on a 12k-item catalogue, both runs under the same machine load."""
+    dataset, common = beauty_config(1)
+    for round_no in (1, 2):
+        for name, (label, model, extra) in BEAUTY_RUNS.items():
+            key = f"beauty-ab/{name} round {round_no}"
+            if model == "RNNCCE" and not store.done(key):
+                store.add(key, summary(run_one(model, dataset, {**common, **extra})))
 
 
 def run_timing_ab(store: ResultStore, quick: bool) -> None:
@@ -285,7 +304,7 @@ def run_timing_ab(store: ResultStore, quick: bool) -> None:
 
 PARTS = {"profile": run_profile, "timing": run_timing, "ab": run_timing_ab, "devooght": run_devooght,
          "devooght-paper": lambda store, quick: run_devooght(store, quick, size="paper"),
-         "beauty": run_beauty}
+         "beauty": run_beauty, "beauty-ab": run_beauty_ab}
 RUN_FILTER: set[str] = set()  # run labels from --only (see run_devooght)
 RUN_SEEDS: list[int] = [SEED]  # --seeds, for the Devooght parts
 
