@@ -104,6 +104,27 @@ def _fmt(cell: Any) -> str:
     return "" if cell is None else str(cell)
 
 
+def pyplot():
+    """``matplotlib.pyplot`` on the file-only Agg backend: the suites run headless."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path, dpi: int = 110, **layout) -> Path:
+    """Lay out (``layout``: ``tight_layout`` arguments), write and close a suite's figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout(**layout)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def mean_std(values: list[float]) -> str:
     """``0.8990 ± 0.0060`` (population std over seeds); a single value prints alone."""
     import numpy as np

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import pyplot, save_figure
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -118,10 +120,7 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def plot(result: dict[str, list], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     degree = np.array(result["degree"])
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -136,10 +135,7 @@ def plot(result: dict[str, list], path: Path, title: str) -> None:
     ax.set_ylabel("||U'_i - U_i||  (embedding change)")
     ax.set_title(title, fontsize=8)
     ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> dict:

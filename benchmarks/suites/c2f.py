@@ -39,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import DATASET_DIR, REPO_ROOT, ResultStore, ensure_converted, run_one
+from benchmarks.common import (DATASET_DIR, REPO_ROOT, ResultStore, ensure_converted, pyplot, run_one,
+                               save_figure)
 
 SEED = 2020
 EMBEDDING_SIZE = 128
@@ -121,11 +122,9 @@ def common_config(size: dict, seed: int) -> dict:
 
 
 LEGCF_SETTINGS = {"n_anchors": 300, "n_compositions": 2, "anchor_weight": 0.5, "l2_penalty_factor": 5.0}
-MODELS = {  # run label -> settings; the label names the model unless MODEL_CLASS says otherwise
+MODELS = {  # run label -> settings; the label names the model unless it is in VARIANTS
     "LightGCN": {"reg_weight": 1.0e-4},
     "LEGCF": LEGCF_SETTINGS,
-    # LEGCF for twice the budget, i.e. as many epochs as C2F's coarse + fine stages together:
-    # separates what the fine stage adds from what more training adds (only when named in --only)
     "LEGCF-2x": LEGCF_SETTINGS,
     "C2F": {"stage": ["fine"], "n_anchors": 300, "n_compositions": 2, "anchor_weight": 0.5,
             "l2_penalty_factor": 5.0, "n_fine_anchors": 100, "n_fine_compositions": 4,
@@ -133,20 +132,21 @@ MODELS = {  # run label -> settings; the label names the model unless MODEL_CLAS
 }
 
 
-MODEL_CLASS = {"LEGCF-2x": "LEGCF"}
-EPOCH_FACTOR = {"LEGCF-2x": 2}
-ON_REQUEST = {"LEGCF-2x"}
+# run label -> (model, epoch budget factor); run only when named in --only. LEGCF-2x trains
+# as many epochs as C2F's coarse + fine stages together: it separates what the fine stage
+# adds from what more training adds.
+VARIANTS = {"LEGCF-2x": ("LEGCF", 2)}
 
 
 def model_class(label: str) -> str:
-    return MODEL_CLASS.get(label, label)
+    return VARIANTS[label][0] if label in VARIANTS else label
 
 
 def run_config(model: str, dataset: str, size: dict, seed: int, store: ResultStore) -> dict:
     """The config dict of run ``model`` (a label of ``MODELS``); C2F's names the checkpoint of
     LEGCF's run on ``dataset``."""
     config = common_config(size, seed) | dataset_config(dataset) | MODELS[model]
-    config["epochs"] = size["epochs"] * EPOCH_FACTOR.get(model, 1)
+    config["epochs"] = size["epochs"] * (VARIANTS[model][1] if model in VARIANTS else 1)
     if model != "LightGCN":
         config["fixed_assignment_epochs"] = size["fixed_assignment_epochs"]
     if model == "C2F":
@@ -230,7 +230,7 @@ def main(args) -> None:
         fraction = size["fractions"][name]
         dataset = subsample_users(base, fraction) if fraction < 1.0 else base
         for model in MODELS:
-            if (only & set(MODELS) and model not in only) or (model in ON_REQUEST and model not in only):
+            if model not in only and (only & set(MODELS) or model in VARIANTS):
                 continue
             key = f"{dataset}/{model}/seed{seed}"
             if store.done(key):
@@ -374,10 +374,7 @@ def write_table(store: ResultStore, size_key: str) -> None:
 
 def plot_memory_vs_recall(store: ResultStore) -> None:
     """``<stem>.png``: Recall@20 against embedding bytes (log scale), one line per dataset."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     by_dataset: dict[str, list[dict]] = {}
@@ -393,9 +390,7 @@ def plot_memory_vs_recall(store: ResultStore) -> None:
     ax.set_xlabel("embedding bytes (log)")
     ax.set_ylabel("test Recall@20")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(store.path(f"{store.stem}.png"), dpi=110)
-    plt.close(fig)
+    save_figure(fig, store.path(f"{store.stem}.png"))
 
 
 def cpu_epoch_seconds(rec: dict) -> float | None:

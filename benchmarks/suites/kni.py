@@ -42,7 +42,7 @@ import sys
 import numpy as np
 import torch
 
-from benchmarks.common import ResultStore, ensure_converted, mean_std, run_one
+from benchmarks.common import ResultStore, ensure_converted, mean_std, pyplot, run_one, save_figure
 
 DATASET = "book-crossing-kni"
 SEEDS = [2020, 2021, 2022]
@@ -134,11 +134,10 @@ def run_timing(rounds: int = 2, resume: bool = True) -> None:
 
 
 def main(args) -> None:
+    ensure_converted("ripplenet-kg", "book-crossing-kg", DATASET, min_relation_triples=100)
     if args.only == ["timing"]:
-        ensure_converted("ripplenet-kg", "book-crossing-kg", DATASET, min_relation_triples=100)
         run_timing(resume=args.resume)
         return
-    ensure_converted("ripplenet-kg", "book-crossing-kg", DATASET, min_relation_triples=100)
     store = ResultStore("kni", quick=args.quick, resume=args.resume)
     seeds = args.seeds or ([2020] if args.quick else SEEDS)
     labels = args.only or [label for label in RUNS if label not in ON_REQUEST]
@@ -211,10 +210,7 @@ the term adds no gradient.
 
 def plot_valid_auc(store: ResultStore) -> None:
     """``<stem>.png``: validation AUC by epoch of every run, one colour per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4))
     colours: dict[str, str] = {}
@@ -229,6 +225,4 @@ def plot_valid_auc(store: ResultStore) -> None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation AUC")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(store.path(f"{store.stem}.png"), dpi=110)
-    plt.close(fig)
+    save_figure(fig, store.path(f"{store.stem}.png"))

@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import DATASET_DIR, ResultStore, ensure_converted, run_one
+from benchmarks.common import DATASET_DIR, ResultStore, ensure_converted, pyplot, run_one, save_figure
 from recbole_ext.config import PROPERTIES_DIR, load_yaml_file
 
 SEED = 2020
@@ -228,9 +228,10 @@ def run_devooght(store: ResultStore, quick: bool, size: str | None = None) -> No
     budget = {"epochs": n_epochs, "train_users": n_users or "all"}
 
     for seed in RUN_SEEDS:
-        # the first seed's runs keep their plain keys; other seeds are "<label>@<seed>"
+        suffix = "" if seed == SEED else f"@{seed}"  # the first seed's runs keep their plain keys
+
         def key(label: str) -> str:
-            return f"{part}/{label}" + ("" if seed == SEED else f"@{seed}")
+            return f"{part}/{label}{suffix}"
 
         def wanted(label: str) -> bool:
             return not store.done(key(label)) and (not RUN_FILTER or label in RUN_FILTER)
@@ -399,10 +400,7 @@ def plot_devooght(records: dict, path: Path, users: int | str, epochs: int, part
     rows = {key.split("/", 1)[1]: rec for key, rec in records.items() if key.startswith(f"{part}/d")}
     if not rows:
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     dims = (50, 100, 200)
     bars = [(f"ours {DEVOOGHT_LABELS[label]}", lambda d, m, label=label: rows.get(
@@ -423,7 +421,5 @@ def plot_devooght(records: dict, path: Path, users: int | str, epochs: int, part
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7)
     fig.suptitle(f"ML-1M Devooght protocol, LSTM; ours: {users} training users, {epochs} epoch(s)",
                  fontsize=9)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, rect=(0, 0.07, 1, 1))
     print(f"wrote {path}", flush=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from benchmarks.common import DATASET_DIR, ResultStore, run_one
+from benchmarks.common import DATASET_DIR, ResultStore, pyplot, run_one, save_figure
 
 MODELS = ("BPR", "BiasedMF", "RNNCCE")
 SEEDS = (2020,)
@@ -59,15 +59,10 @@ def write_report(store: ResultStore) -> None:
 
 
 def plot_fit_seconds(store: ResultStore) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     keys = sorted(store.records)
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.barh(keys, [store.records[k]["fit_seconds"] for k in keys])
     ax.set_xlabel("fit seconds (2 CPU cores)")
-    fig.tight_layout()
-    fig.savefig(store.path(f"{store.stem}.png"), dpi=100)
-    plt.close(fig)
+    save_figure(fig, store.path(f"{store.stem}.png"), dpi=100)
