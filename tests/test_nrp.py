@@ -137,6 +137,41 @@ def test_nrp_representation_width_and_parameter_count(make_config):
     assert plain.user_tower.out_features == 8 and len(plain.user_tower.side_encoders) == 0
 
 
+def test_l2_row_norm_divides_each_rating_vector_by_its_length():
+    dense = np.array([[0, 3, 0, 4], [0, 0, 0, 0], [1, 0, 0, 0]], dtype=np.float32)
+    rows = SparseRatingRows(sp.csr_matrix(dense), norm="l2")
+    expected = torch.tensor([[0, 0.6, 0, 0.8], [0, 0, 0, 0], [1, 0, 0, 0]])
+    torch.testing.assert_close(rows(torch.arange(3)), expected)
+    with pytest.raises(ValueError, match="norm must be 'none' or 'l2'"):
+        SparseRatingRows(sp.csr_matrix(dense), norm="max")
+
+
+def test_mask_target_rating_hides_exactly_the_predicted_rating(make_config):
+    config, _, model, (train, _, _) = pipeline(make_config, "NRP", use_side_info=False, mask_target_rating=True)
+    batch = next(iter(train))
+    user, item = batch[config["USER_ID_FIELD"]][:4], batch[config["ITEM_ID_FIELD"]][:4]
+    first = model.user_tower.rating_encoder.first
+    # the user's input with R_jk removed, through the same first layer
+    dense = model.user_tower.rows(user)
+    dense[torch.arange(4), item] = 0.0
+    expected = dense @ first.bag.weight + first.bias
+    ratings = model.user_tower.rows.gather(user)
+    keep = (ratings.cols != item[ratings.rows]).float()
+    assert int((keep == 0).sum()) == 4, "each training pair's own rating is in its training row once"
+    torch.testing.assert_close(first(ratings, keep), expected)
+    model.eval()
+    with torch.no_grad():
+        hidden = model.forward(user, item, hide_target=True)
+        shown = model.forward(user, item)
+        manual = model.predictor(torch.cat([model.user_tower(user, item), model.item_tower(item, user)], 1))
+    torch.testing.assert_close(hidden, manual.squeeze(-1))
+    assert not torch.allclose(hidden, shown), "hiding the target must change the inputs"
+    model.train()
+    loss = model.calculate_loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
 @pytest.mark.parametrize("model_name", ["NRP", "NRPDHA", "ASDAE"])
 def test_missing_side_field_is_named(make_config, model_name):
     with pytest.raises(ValueError, match="'release_year'.*load_col\\['item'\\]"):
@@ -149,7 +184,8 @@ def test_normalised_ratings_are_refused(make_config):
 
 
 @pytest.mark.parametrize(("key", "value"), [("activation", "gelu"), ("prediction_layers", [8, 2]),
-                                            ("encoder_layers", [])])
+                                            ("encoder_layers", []), ("rating_input_norm", "max"),
+                                            ("mask_target_rating", "yes")])
 def test_bad_hyper_parameters_raise(make_config, key, value):
     with pytest.raises(ValueError, match=f"'{key}' parameter of NRP"):
         pipeline(make_config, "NRP", **{key: value})

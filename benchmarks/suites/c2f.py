@@ -22,6 +22,9 @@ Protocol (one seed, 2020):
   10 batches move the N(0,1)-initialised codebook and biases; the code's 1e-3 / 3e-3 were
   not run at this size), and the fixed-assignment sub-stages capped at 15 epochs
   (``fixed_assignment_epochs``) so that the assignment update runs within the budget.
+  ``C2F_BENCH_SIZE=long`` keeps the ``full`` users and learning rate but gives every model
+  150 epochs per stage (fixed-assignment sub-stages capped at 75), validation every 5 epochs
+  and a patience of 4 validations: it shows whether the gap to LightGCN is a budget effect.
   ``C2F_BENCH_SIZE=paper`` is the code's setting on all users (5 negatives, lr 1e-3 then
   3e-3, epochs up to 1000, validation every 5, patience 5, no cap): GPU-sized, not run here.
 - Reported: test Recall@20 / NDCG@20, relative to LightGCN (and C2F to LEGCF), embedding
@@ -58,6 +61,9 @@ SIZES = {
               "learning_rate": 1.0e-2, "fine_learning_rate": 1.0e-2},
     "full": {"fractions": {"gowalla": 0.1, "yelp2018": 0.1, "ml-1m": 0.25}, "epochs": 30,
              "eval_step": 3, "stopping_step": 2, "fixed_assignment_epochs": 15, "negatives": 1,
+             "learning_rate": 1.0e-2, "fine_learning_rate": 1.0e-2},
+    "long": {"fractions": {"gowalla": 0.1, "yelp2018": 0.1, "ml-1m": 0.25}, "epochs": 150,
+             "eval_step": 5, "stopping_step": 4, "fixed_assignment_epochs": 75, "negatives": 1,
              "learning_rate": 1.0e-2, "fine_learning_rate": 1.0e-2},
     "paper": {"fractions": {"gowalla": 1.0, "yelp2018": 1.0, "ml-1m": 1.0}, "epochs": 1000,
               "eval_step": 5, "stopping_step": 4, "fixed_assignment_epochs": 0, "negatives": 5,
@@ -167,12 +173,12 @@ def coarse_handoff_checkpoint(coarse: dict) -> str:
 
 
 def size_name(quick: bool) -> str:
-    """``quick``, or the ``C2F_BENCH_SIZE`` environment variable (``full`` by default, ``paper``)."""
+    """``quick``, or the ``C2F_BENCH_SIZE`` environment variable (``full`` by default, ``long``, ``paper``)."""
     if quick:
         return "quick"
     name = os.environ.get("C2F_BENCH_SIZE", "full")
     if name not in SIZES or name == "quick":
-        raise ValueError(f"C2F_BENCH_SIZE={name!r}: expected 'full' or 'paper' (use --quick for quick)")
+        raise ValueError(f"C2F_BENCH_SIZE={name!r}: expected 'full', 'long' or 'paper' (use --quick for quick)")
     return name
 
 
@@ -219,7 +225,7 @@ def repo_path(path: str) -> str:
 def main(args) -> None:
     size_key = size_name(args.quick)
     size = SIZES[size_key]
-    store = ResultStore("c2f" if size_key != "paper" else "c2f-paper", quick=args.quick,
+    store = ResultStore("c2f" if size_key in ("full", "quick") else f"c2f-{size_key}", quick=args.quick,
                         resume=args.resume)
     seed = (args.seeds or [SEED])[0]
     only = set(args.only or [])
@@ -355,7 +361,7 @@ def write_table(store: ResultStore, size_key: str) -> None:
         f"\nSize: `{size_key}` {SIZES[size_key]}."
         "\nCommand: `OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 10 python -m benchmarks c2f"
         + (" --quick" if size_key == "quick" else "") + "`"
-        + (" with `C2F_BENCH_SIZE=paper`" if size_key == "paper" else "") + "."
+        + (f" with `C2F_BENCH_SIZE={size_key}`" if size_key in ("long", "paper") else "") + "."
         f"\nDatasets in this file: {', '.join(sorted({r['dataset'] for r in store.records.values()}))}"
         " (`--only <dataset>` runs one)."
         "\nC2F's epochs are the fine stage only; its coarse weights are LEGCF's run in the row above,"

@@ -21,6 +21,9 @@ Parts (``--only`` takes part names):
   and seconds per epoch.
 - ``devooght-paper`` (only when named): the ``devooght`` runs at kwonmha's budget, all 5040
   training users for one epoch (about 51,000 batches of 16); ``rnncce-devooght-paper.json``.
+- ``devooght-long`` (only when named): all 5040 training users for up to 4 epochs, validation
+  sps@10 after every epoch and the best epoch tested, as kwonmha keeps the best validated model
+  of a run that goes on past its 50,000-batch minimum; ``rnncce-devooght-long.json``.
 - ``beauty-ab``: one epoch each of the Beauty untied and tied + KL runs, alternated twice.
 - ``beauty``: Amazon Beauty with RecBole's leave-one-out protocol; RNNCCE dim 100 untied vs
   tied (+KL), and GRU4Rec.
@@ -80,7 +83,8 @@ TIMING_EPOCHS = 1
 # (training users kept, epochs) for the ML-1M Devooght table; see the module docstring.
 # "paper": all 5040 training users for one epoch, about 51,000 batches of 16 (kwonmha's
 # min_iter is 50,000); part ``devooght-paper``, its own result file.
-DEVOOGHT_BUDGET = {"quick": (100, 1), "full": (700, 1), "paper": (None, 1)}
+DEVOOGHT_BUDGET = {"quick": (100, 1), "full": (700, 1), "paper": (None, 1), "long": (None, 4)}
+DEVOOGHT_PARTS = {"paper": "devooght-paper", "long": "devooght-long"}  # size -> part, named-only parts
 DEVOOGHT_OUTPUTS = {  # row label -> (preset output, overrides, dims run)
     "untied": ("untied", {}, (50, 100, 200)), "tied": ("tied", {}, (50, 100, 200)),
     "tied-nokl": ("tied", {"tying_loss": "none"}, (100,))}
@@ -139,7 +143,7 @@ def summary(result: dict) -> dict:
             "n_params": result["n_params"], "epochs_trained": len(epochs),
             "train_epoch_seconds": epochs,
             "seconds_per_epoch": round(float(np.mean(epochs)), 2) if epochs else None,
-            "threads": torch.get_num_threads()}
+            "valid_history": result.get("valid_history"), "threads": torch.get_num_threads()}
 
 
 def profile_batches(model_name: str, config_dict: dict, n_batches: int,
@@ -222,7 +226,7 @@ def run_devooght(store: ResultStore, quick: bool, size: str | None = None) -> No
     ``tied`` and ``GRU4Rec``).
     """
     size = size or ("quick" if quick else "full")
-    part = "devooght" if size != "paper" else "devooght-paper"
+    part = DEVOOGHT_PARTS.get(size, "devooght")
     n_users, n_epochs = DEVOOGHT_BUDGET[size]
     dataset = ensure_devooght_ml1m(n_users)
     budget = {"epochs": n_epochs, "train_users": n_users or "all"}
@@ -305,6 +309,7 @@ def run_timing_ab(store: ResultStore, quick: bool) -> None:
 
 PARTS = {"profile": run_profile, "timing": run_timing, "ab": run_timing_ab, "devooght": run_devooght,
          "devooght-paper": lambda store, quick: run_devooght(store, quick, size="paper"),
+         "devooght-long": lambda store, quick: run_devooght(store, quick, size="long"),
          "beauty": run_beauty, "beauty-ab": run_beauty_ab}
 RUN_FILTER: set[str] = set()  # run labels from --only (see run_devooght)
 RUN_SEEDS: list[int] = [SEED]  # --seeds, for the Devooght parts
@@ -326,7 +331,7 @@ def main(args) -> None:
     RUN_SEEDS[:] = args.seeds or [SEED]
     # One result file per part, so parts can run in separate processes at the same time.
     for part, runner in PARTS.items():
-        if part == "devooght-paper" and part not in only:
+        if part in DEVOOGHT_PARTS.values() and part not in only:
             continue  # hours of CPU: only when asked for by name
         if all_parts or part in only:
             runner(ResultStore(f"rnncce-{part}", quick=args.quick, resume=args.resume), args.quick)
@@ -385,17 +390,22 @@ def write_tables(quick: bool) -> None:
         "anomaly mode off/on.\n"
         "devooght-paper: the same table at kwonmha's budget, all 5040 training users for one epoch "
         "(about 51,000 batches of 16; kwonmha trains at least 50,000), validation once at the end.\n"
+        "devooght-long: all 5040 training users, up to 4 epochs with validation sps@10 after each, "
+        "the best epoch tested (stopping after 3 epochs without improvement).\n"
         "Reproduce: `OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python -m benchmarks rnncce [--quick] "
-        "[--only profile timing ab devooght devooght-paper beauty] [run labels]`; `ab` alternates "
+        "[--only profile timing ab devooght devooght-paper devooght-long beauty] [run labels]`; `ab` alternates "
         "GRU4Rec and RNNCCE epochs; run labels (`d50-tied`, `GRU4Rec`, ...) restrict the Devooght "
         "runs, so two processes can share a table.")
     store.write_markdown("RNN-CCE: weight tying (seed 002) and epoch cost", header, rows, notes)
     plot_devooght(records, store.path(f"rnncce-devooght{'_quick' if quick else ''}.png"), users, epochs)
     if not quick:
         plot_devooght(records, store.path("rnncce-devooght-paper.png"), "all 5040", 1, part="devooght-paper")
+        plot_devooght(records, store.path("rnncce-devooght-long.png"), "all 5040", "up to 4",
+                      part="devooght-long")
 
 
-def plot_devooght(records: dict, path: Path, users: int | str, epochs: int, part: str = "devooght") -> None:
+def plot_devooght(records: dict, path: Path, users: int | str, epochs: int | str,
+                  part: str = "devooght") -> None:
     """sps@10 and recall@10 by dimension: ours (untied, tied without/with KL) beside the seed's."""
     rows = {key.split("/", 1)[1]: rec for key, rec in records.items() if key.startswith(f"{part}/d")}
     if not rows:

@@ -86,6 +86,7 @@ class SparseRatingRows(nn.Module):
 
     Args:
         matrix: ``[n_rows, n_cols]`` sparse matrix; explicit zeros are dropped.
+        norm: ``"l2"`` divides every row by its Euclidean length (``"none"``: raw values).
 
     Example::
 
@@ -94,11 +95,16 @@ class SparseRatingRows(nn.Module):
         vectors = rows(torch.tensor([3, 7]))                            # dense: [2, n_items]
     """
 
-    def __init__(self, matrix: sp.spmatrix) -> None:
+    def __init__(self, matrix: sp.spmatrix, norm: str = "none") -> None:
         super().__init__()
         csr = sp.csr_matrix(matrix, dtype=np.float32)
         csr.sum_duplicates()
         csr.eliminate_zeros()
+        if norm == "l2":
+            lengths = np.sqrt(np.asarray(csr.multiply(csr).sum(axis=1)).ravel())
+            csr = sp.csr_matrix(sp.diags(1.0 / np.maximum(lengths, 1e-12)) @ csr, dtype=np.float32)
+        elif norm != "none":
+            raise ValueError(f"SparseRatingRows: norm must be 'none' or 'l2', got {norm!r}")
         self.n_rows, self.n_cols = csr.shape
         self.register_buffer("indptr", torch.from_numpy(csr.indptr.astype(np.int64)), persistent=False)
         self.register_buffer("indices", torch.from_numpy(csr.indices.astype(np.int64)), persistent=False)

@@ -94,9 +94,15 @@ class DirectTower(nn.Module):
         self.id_embedding = nn.Embedding(n_ids, id_size) if n_ids else None
         self.out_features = layers[-1] * (1 + len(spec)) + (id_size if n_ids else 0)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """Representation ``z`` of each id: ``[B, out_features]``."""
-        parts = [self.rating_encoder(self.rows.gather(ids))]
+    def forward(self, ids: torch.Tensor, hide: torch.Tensor | None = None) -> torch.Tensor:
+        """Representation ``z`` of each id: ``[B, out_features]``.
+
+        ``hide`` (``[B]``, optional) names one column per row whose rating is left out of
+        the rating vector: the rating being predicted, during training.
+        """
+        ratings = self.rows.gather(ids)
+        keep = None if hide is None else (ratings.cols != hide[ratings.rows]).float()
+        parts = [self.rating_encoder(ratings, keep)]
         if self.side is not None:
             for (field, _, _), encoder in zip(self.side.spec, self.side_encoders):
                 parts.append(encoder(self.side.tokens(field, ids)))
@@ -132,28 +138,38 @@ class NRP(GeneralRecommender):
         use_ids = check_param(name, "use_id_embedding", config["use_id_embedding"], [True, False])
         id_size = check_param(name, "id_embedding_size", config["id_embedding_size"], positive_int,
                               "a positive int")
+        self.mask_target_rating = check_param(name, "mask_target_rating", config["mask_target_rating"],
+                                              [True, False])
+        norm = check_param(name, "rating_input_norm", config["rating_input_norm"], ["none", "l2"])
 
         ratings = rating_matrix(dataset, self.LABEL)
         user_side = item_side = None
         if use_side:
             user_side = SideInformation(dataset, "user", config["user_side_fields"] or [], name)
             item_side = SideInformation(dataset, "item", config["item_side_fields"] or [], name)
-        self.user_tower = DirectTower(SparseRatingRows(ratings), user_side, layers, activation,
+        self.user_tower = DirectTower(SparseRatingRows(ratings, norm), user_side, layers, activation,
                                       self.n_users if use_ids else 0, id_size)
-        self.item_tower = DirectTower(SparseRatingRows(ratings.T), item_side, layers, activation,
+        self.item_tower = DirectTower(SparseRatingRows(ratings.T, norm), item_side, layers, activation,
                                       self.n_items if use_ids else 0, id_size)
         joint = self.user_tower.out_features + self.item_tower.out_features
         self.predictor = build_mlp([joint] + prediction, activation, last_activation=False)
         self.loss = nn.MSELoss()
         self.apply(init_dense)
 
-    def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
-        """Predicted ratings ``h([z_j, z_k])``: ``[B]``."""
-        joint = torch.cat([self.user_tower(user), self.item_tower(item)], dim=1)
-        return self.predictor(joint).squeeze(-1)
+    def forward(self, user: torch.Tensor, item: torch.Tensor, hide_target: bool = False) -> torch.Tensor:
+        """Predicted ratings ``h([z_j, z_k])``: ``[B]``.
+
+        With ``hide_target`` R_jk is left out of both rating vectors (user j's row and item
+        k's column), so a training rating is predicted from the same kind of input as a
+        test rating, which is never in the training matrix.
+        """
+        user_z = self.user_tower(user, item if hide_target else None)
+        item_z = self.item_tower(item, user if hide_target else None)
+        return self.predictor(torch.cat([user_z, item_z], dim=1)).squeeze(-1)
 
     def calculate_loss(self, interaction) -> torch.Tensor:
-        prediction = self.forward(interaction[self.USER_ID], interaction[self.ITEM_ID])
+        prediction = self.forward(interaction[self.USER_ID], interaction[self.ITEM_ID],
+                                  hide_target=self.mask_target_rating)
         return self.loss(prediction, interaction[self.LABEL])
 
     def predict(self, interaction) -> torch.Tensor:
