@@ -61,3 +61,16 @@ def test_result_stores_of_one_suite_merge_and_fresh_replaces(tmp_path, monkeypat
     fresh.add("d", {"x": 4})
     assert set(json.loads((tmp_path / "s.json").read_text())["records"]) == {"c", "d"}
     assert not list(tmp_path.glob("*.lock")) and not list(tmp_path.glob("*.tmp"))
+
+
+def test_rnncce_selection_from_only_and_seeds():
+    from argparse import Namespace
+
+    from benchmarks.suites import rnncce
+
+    select = rnncce.Selection(frozenset({"d100-tied"}), (2020, 2021))
+    assert select.wants("d100-tied") and not select.wants("d100-untied")
+    assert rnncce.Selection().wants("anything")
+    # run labels without a part name would silently run nothing: refused, naming the parts
+    with pytest.raises(SystemExit, match="name at least one part"):
+        rnncce.main(Namespace(only=["d100-tied"], seeds=None, quick=True, resume=True))

@@ -47,6 +47,8 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -192,7 +194,19 @@ def profile_batches(model_name: str, config_dict: dict, n_batches: int,
     return record
 
 
-def run_profile(store: ResultStore, quick: bool) -> None:
+@dataclass(frozen=True)
+class Selection:
+    """What ``--only`` and ``--seeds`` select inside the parts: run labels such as ``d50-tied`` or
+    ``GRU4Rec`` (empty: every run) and the seeds of the Devooght parts."""
+
+    labels: frozenset[str] = frozenset()
+    seeds: tuple[int, ...] = (SEED,)
+
+    def wants(self, label: str) -> bool:
+        return not self.labels or label in self.labels
+
+
+def run_profile(store: ResultStore, quick: bool, select: Selection) -> None:
     base = {"dataset": ensure_ml100k(), "use_gpu": False, "state": "ERROR", "show_progress": False,
             "data_path": str(DATASET_DIR), **LOO, **GRU4REC_SETTINGS}
     for name, (model, extra) in PROFILE_RUNS.items():
@@ -206,7 +220,7 @@ def run_profile(store: ResultStore, quick: bool) -> None:
         store.add(key, record | {"model": model, "threads": torch.get_num_threads()})
 
 
-def run_timing(store: ResultStore, quick: bool) -> None:
+def run_timing(store: ResultStore, quick: bool, select: Selection) -> None:
     dataset = ensure_ml100k()
     for name, (model, extra) in TIMING_RUNS.items():
         key = f"timing/{name}"
@@ -218,10 +232,10 @@ def run_timing(store: ResultStore, quick: bool) -> None:
         store.add(key, summary(run_one(model, dataset, config)))
 
 
-def run_devooght(store: ResultStore, quick: bool, size: str | None = None) -> None:
+def run_devooght(store: ResultStore, quick: bool, select: Selection, size: str | None = None) -> None:
     """The Devooght table; ``size`` picks a ``DEVOOGHT_BUDGET`` entry (default: quick/full).
 
-    ``RUN_FILTER`` (run labels such as ``d50-tied`` or ``GRU4Rec`` given to ``--only``) limits
+    ``select.labels`` (run labels such as ``d50-tied`` or ``GRU4Rec`` given to ``--only``) limits
     the runs, so that two processes can share one table's runs (``beauty`` takes ``untied``,
     ``tied`` and ``GRU4Rec``).
     """
@@ -231,14 +245,14 @@ def run_devooght(store: ResultStore, quick: bool, size: str | None = None) -> No
     dataset = ensure_devooght_ml1m(n_users)
     budget = {"epochs": n_epochs, "train_users": n_users or "all"}
 
-    for seed in RUN_SEEDS:
+    for seed in select.seeds:
         suffix = "" if seed == SEED else f"@{seed}"  # the first seed's runs keep their plain keys
 
         def key(label: str) -> str:
             return f"{part}/{label}{suffix}"
 
         def wanted(label: str) -> bool:
-            return not store.done(key(label)) and (not RUN_FILTER or label in RUN_FILTER)
+            return not store.done(key(label)) and select.wants(label)
 
         for dim in (50, 100, 200):
             for label, (output, overrides, dims) in DEVOOGHT_OUTPUTS.items():
@@ -272,17 +286,15 @@ def beauty_config(epochs: int) -> tuple[str, dict]:
                      "epochs": epochs, "stopping_step": 5, "seed": SEED, "eval_batch_size": 1024}
 
 
-def run_beauty(store: ResultStore, quick: bool) -> None:
+def run_beauty(store: ResultStore, quick: bool, select: Selection) -> None:
     dataset, common = beauty_config(1 if quick else 30)
     for name, (label, model, extra) in BEAUTY_RUNS.items():
         key = f"beauty/{name}"
-        if RUN_FILTER and label not in RUN_FILTER:
-            continue
-        if not store.done(key):
+        if select.wants(label) and not store.done(key):
             store.add(key, summary(run_one(model, dataset, {**common, **extra})))
 
 
-def run_beauty_ab(store: ResultStore, quick: bool) -> None:
+def run_beauty_ab(store: ResultStore, quick: bool, select: Selection) -> None:
     """Untied and tied + KL on Amazon Beauty alternated (A B A B), one epoch each: the epoch-cost
     ratio on a 12k-item catalogue, both runs under the same machine load."""
     dataset, common = beauty_config(1)
@@ -293,7 +305,7 @@ def run_beauty_ab(store: ResultStore, quick: bool) -> None:
                 store.add(key, summary(run_one(model, dataset, {**common, **extra})))
 
 
-def run_timing_ab(store: ResultStore, quick: bool) -> None:
+def run_timing_ab(store: ResultStore, quick: bool, select: Selection) -> None:
     """GRU4Rec and RNNCCE alternated (A B A B A B), one epoch each, so a change in the machine's
     load hits both models alike; ``timing`` runs them one after the other."""
     dataset = ensure_ml100k()
@@ -308,11 +320,9 @@ def run_timing_ab(store: ResultStore, quick: bool) -> None:
 
 
 PARTS = {"profile": run_profile, "timing": run_timing, "ab": run_timing_ab, "devooght": run_devooght,
-         "devooght-paper": lambda store, quick: run_devooght(store, quick, size="paper"),
-         "devooght-long": lambda store, quick: run_devooght(store, quick, size="long"),
+         "devooght-paper": partial(run_devooght, size="paper"),
+         "devooght-long": partial(run_devooght, size="long"),
          "beauty": run_beauty, "beauty-ab": run_beauty_ab}
-RUN_FILTER: set[str] = set()  # run labels from --only (see run_devooght)
-RUN_SEEDS: list[int] = [SEED]  # --seeds, for the Devooght parts
 
 
 def main(args) -> None:
@@ -326,15 +336,13 @@ def main(args) -> None:
     if only and not only & set(PARTS):
         raise SystemExit(f"--only {' '.join(sorted(only))}: name at least one part ({', '.join(PARTS)}); "
                          "run labels such as d50-tied only restrict the devooght parts")
-    RUN_FILTER.clear()
-    RUN_FILTER.update(only - set(PARTS))
-    RUN_SEEDS[:] = args.seeds or [SEED]
+    select = Selection(frozenset(only - set(PARTS)), tuple(args.seeds or [SEED]))
     # One result file per part, so parts can run in separate processes at the same time.
     for part, runner in PARTS.items():
         if part in DEVOOGHT_PARTS.values() and part not in only:
             continue  # hours of CPU: only when asked for by name
         if all_parts or part in only:
-            runner(ResultStore(f"rnncce-{part}", quick=args.quick, resume=args.resume), args.quick)
+            runner(ResultStore(f"rnncce-{part}", quick=args.quick, resume=args.resume), args.quick, select)
     write_tables(args.quick)
 
 
