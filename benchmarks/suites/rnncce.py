@@ -89,8 +89,10 @@ DEVOOGHT_BUDGET = {"quick": (100, 1), "full": (700, 1), "paper": (None, 1), "lon
 DEVOOGHT_PARTS = {"paper": "devooght-paper", "long": "devooght-long"}  # size -> part, named-only parts
 DEVOOGHT_OUTPUTS = {  # row label -> (preset output, overrides, dims run)
     "untied": ("untied", {}, (50, 100, 200)), "tied": ("tied", {}, (50, 100, 200)),
-    "tied-nokl": ("tied", {"tying_loss": "none"}, (100,))}
-DEVOOGHT_LABELS = {"untied": "untied", "tied": "tied + KL", "tied-nokl": "tied, no KL"}
+    "tied-nokl": ("tied", {"tying_loss": "none"}, (100,)),
+    "tied-tgrad": ("tied", {"tying_target_grad": True}, (100,))}
+DEVOOGHT_LABELS = {"untied": "untied", "tied": "tied + KL", "tied-nokl": "tied, no KL",
+                   "tied-tgrad": "tied + KL, target grad"}
 
 
 def ensure_ml100k() -> str:
@@ -388,7 +390,9 @@ def write_tables(quick: bool) -> None:
         f"Size: {size}. devooght: first {users} training users (all 500 validation and 500 test "
         f"users), {epochs} epoch(s) of batch 16 per model, a CPU budget far below kwonmha's "
         f">= 50,000 batches on all 5040 training users; timing: {TIMING_EPOCHS} epoch(s). "
-        "tied = tied preset (augmented KL loss); tied-nokl = tied preset with tying_loss none. "
+        "tied = tied preset (augmented KL loss, constant KL target); tied-nokl = tied preset with "
+        "tying_loss none; tied-tgrad = tied preset with tying_target_grad True (gradients flow "
+        "through the KL target, as in kwonmha's TensorFlow graph). "
         "Seed numbers: kwonmha/Improving-RNN-recommendation-model README (TensorFlow, ML-1M). "
         "Under leave-one-out (timing, beauty) recall@10 equals hit@10 (one target). "
         "One seed per row; with 500 test users the binomial standard error of sps@10 near 12 % "
