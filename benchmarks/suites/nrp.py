@@ -102,7 +102,8 @@ def summary(result: dict) -> dict:
             "prec10_incl": test.get("ratingprecisioninclusive@10"),
             "valid_rmse": result["best_valid_result"]["rmse"], "n_params": result["n_params"],
             "sec_per_epoch": float(np.mean(epochs)) if epochs else None,
-            "epochs_trained": timings["epochs_trained"], "fit_seconds": timings["fit_seconds"]}
+            "epochs_trained": timings["epochs_trained"], "fit_seconds": timings["fit_seconds"],
+            "valid_history": [entry[1].get("rmse") for entry in result.get("valid_history") or []]}
 
 
 def plan(quick: bool, seeds: list[int] | None, only: list[str] | None) -> list[tuple[str, str, int]]:
@@ -157,10 +158,9 @@ def run_jobs(store: ResultStore, jobs: list[tuple[str, str, int]], quick: bool) 
             dataset, preset = ensure_ml100k(), "nrp-ml-100k"
             if part == "noside":
                 settings["use_side_info"] = False
-        result = run_one(model, dataset, settings, preset=preset)
-        record, result_history = summary(result), [entry[1].get("rmse") for entry in result.get("valid_history") or []]
+        record = summary(run_one(model, dataset, settings, preset=preset))
         store.add(key, record | {"part": part, "model": model, "label": LABELS.get(label, label), "seed": seed,
-                                 "dataset": dataset, "valid_history": result_history})
+                                 "dataset": dataset})
         write_table(store, quick)
 
 

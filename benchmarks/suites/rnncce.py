@@ -411,9 +411,10 @@ def write_tables(quick: bool) -> None:
     store.write_markdown("RNN-CCE: weight tying (seed 002) and epoch cost", header, rows, notes)
     plot_devooght(records, store.path(f"rnncce-devooght{'_quick' if quick else ''}.png"), users, epochs)
     if not quick:
-        plot_devooght(records, store.path("rnncce-devooght-paper.png"), "all 5040", 1, part="devooght-paper")
-        plot_devooght(records, store.path("rnncce-devooght-long.png"), "all 5040", "up to 4",
-                      part="devooght-long")
+        for size, part in DEVOOGHT_PARTS.items():
+            n_epochs = DEVOOGHT_BUDGET[size][1]  # both named-only parts train all 5040 users
+            plot_devooght(records, store.path(f"rnncce-{part}.png"), "all 5040",
+                          n_epochs if n_epochs == 1 else f"up to {n_epochs}", part=part)
 
 
 def plot_devooght(records: dict, path: Path, users: int | str, epochs: int | str,
