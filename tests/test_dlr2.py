@@ -145,3 +145,24 @@ def test_trainer_anneals_and_checkpoints_the_schedule(make_config):
     fresh = get_trainer(config["MODEL_TYPE"], "DLR2")(config, model)
     fresh.load_extra_checkpoint_state(state)
     assert fresh.scheduler.last_epoch == 1
+
+
+def test_batch_budget_stops_each_epoch_and_anneals_per_batch(make_config):
+    config, train_data, model = build(make_config, embedding_init="default", epochs=2,
+                                      train_batch_size=8, dlr2_batches_per_epoch=3)
+    assert len(train_data) > 3
+    trainer = get_trainer(config["MODEL_TYPE"], "DLR2")(config, model)
+    seen = []
+    trainer._train_epoch(train_data, 0, loss_func=lambda batch: seen.append(len(batch)) or model.calculate_loss(batch))
+    assert seen == [8, 8, 8]
+    # cosine annealing per batch, T_max = 2 epochs x 3 batches: lr_3 = 1e-3 * (1 + cos(3 pi / 6)) / 2
+    assert trainer.scheduler.last_epoch == 3
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 / 2)
+    trainer._train_epoch(train_data, 1)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_batch_budget_must_be_positive(make_config):
+    config, _, model = build(make_config, embedding_init="default", dlr2_batches_per_epoch=0)
+    with pytest.raises(ValueError, match=r"'dlr2_batches_per_epoch' parameter of DLR2Trainer must be a positive int"):
+        get_trainer(config["MODEL_TYPE"], "DLR2")(config, model)

@@ -51,9 +51,10 @@ Deviations from the official code:
   official code pre-samples 100 per user and re-draws a memory of 2000 every 50
   iterations.
 - One Adam optimiser over all parameters instead of one per sub-network (identical
-  updates: Adam is per-parameter). The cosine schedule steps once per epoch with
-  ``T_max = epochs`` instead of once per iteration over 5000 iterations; training length
-  is RecBole's epochs and batch size instead of a fixed iteration count.
+  updates: Adam is per-parameter). By default the cosine schedule steps once per epoch
+  with ``T_max = epochs`` and an epoch is the whole training split; the official budget of
+  5000 iterations of 32, annealed per iteration, is ``dlr2_batches_per_epoch``
+  (:class:`recbole_ext.trainer.dlr2.DLR2Trainer`).
 - Critic full ranking splits the first critic layer into its state and item halves, so
   the ``[B, n_items, 256]`` hidden layer is built from two small products, in chunks of
   ``dlr2_eval_pairs`` user-item pairs to bound memory.
