@@ -15,8 +15,15 @@
    CPU models without ``device_ids`` and broadcasts rank 0's file name.
    (The gloo process group itself is set up in :meth:`recbole_ext.config.Config._init_device`.)
 
-Nothing is monkey-patched: the fixes live in :class:`ExtTrainerMixin`, which
-:func:`recbole_ext.registry.get_trainer` puts first in the MRO of any RecBole trainer.
+4. **RippleNet's cold users.** RecBole's RippleNet builds ripple sets only for users with a
+   training interaction, and ``predict`` raises ``IndexError`` for any other user (a
+   validation or test user whose training rows are all negatives, on a labelled split).
+   :func:`complete_recbole_model` gives those users the all-padding memories RecBole
+   already uses for users without KG facts.
+
+Nothing is monkey-patched: the trainer fixes live in :class:`ExtTrainerMixin`, which
+:func:`recbole_ext.registry.get_trainer` puts first in the MRO of any RecBole trainer, and
+the model fix is applied to the built instance by :func:`recbole_ext.quick_start.build_model`.
 """
 
 from __future__ import annotations
@@ -280,3 +287,18 @@ def with_ext_mixin(trainer_class: type) -> type:
         return trainer_class
     return type(trainer_class.__name__, (ExtTrainerMixin, trainer_class),
                 {"__module__": trainer_class.__module__, "__doc__": trainer_class.__doc__})
+
+
+def complete_recbole_model(model: torch.nn.Module) -> torch.nn.Module:
+    """Fill what a built RecBole model leaves missing for some users (fix 4); returns ``model``."""
+    from recbole.model.knowledge_aware_recommender import RippleNet
+
+    if isinstance(model, RippleNet):
+        padding = torch.zeros(model.n_memory, dtype=torch.long, device=model.device)
+        hops = [(padding, padding, padding)] * model.n_hop
+        missing = [user for user in range(model.n_users) if user not in model.ripple_set]
+        for user in missing:
+            model.ripple_set[user] = list(hops)
+        if missing:
+            model.logger.info(f"RippleNet: {len(missing)} users without a training interaction get padding memories")
+    return model

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from recbole.utils import init_logger, init_seed, get_local_time
 
-from recbole_ext.compat import load_checkpoint, to_plain, unpack_other_parameter
+from recbole_ext.compat import complete_recbole_model, load_checkpoint, to_plain, unpack_other_parameter
 from recbole_ext.config import Config
 from recbole_ext.data import check_dataset_files, create_dataset, data_preparation
 from recbole_ext.registry import get_model, get_trainer
@@ -35,8 +35,9 @@ def _init_logger(config) -> None:
 
 
 def build_model(config, train_dataset) -> torch.nn.Module:
-    """Instantiate the model on the training split and apply ``embedding_init`` if set."""
-    model = get_model(config["model"])(config, train_dataset).to(config["device"])
+    """Instantiate the model on the training split, complete what RecBole leaves missing
+    (:func:`recbole_ext.compat.complete_recbole_model`) and apply ``embedding_init`` if set."""
+    model = complete_recbole_model(get_model(config["model"])(config, train_dataset).to(config["device"]))
     if config["embedding_init"] not in (None, "default"):
         from recbole_ext.model.init import apply_embedding_init
 

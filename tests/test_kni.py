@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from recbole.data.interaction import Interaction
 from recbole.utils import init_seed
 
 from recbole_ext import Config, get_trainer, run_recbole_ext
@@ -355,3 +356,54 @@ def test_ranking_protocol_with_sampled_negatives(make_config):
     result = run_recbole_ext(config_dict=config)
     assert set(result["test_result"]) == {"recall@5", "ndcg@5"}
     assert all(0 <= v <= 1 for v in result["test_result"].values())
+
+
+def test_labeled_interaction_matrix_holds_positive_rows_only(make_config):
+    _, _, (train, _, _) = pipeline(make_config)
+    inter = train._dataset.inter_feat
+    positive = inter["label"].numpy() > 0.5
+    assert 0 < positive.sum() < len(positive)
+    matrix = train._dataset.inter_matrix(form="coo")
+    assert set(zip(matrix.row.tolist(), matrix.col.tolist())) == set(
+        zip(inter["user_id"].numpy()[positive].tolist(), inter["item_id"].numpy()[positive].tolist()))
+    labels = train._dataset.inter_matrix(form="coo", value_field="label")
+    assert labels.nnz == len(set(zip(inter["user_id"].tolist(), inter["item_id"].tolist())))
+
+
+def test_ripplenet_memories_are_positive_and_cold_users_are_padded(make_config):
+    from recbole_ext.registry import PLUGIN_DATASETS
+
+    PLUGIN_DATASETS["RippleNet"] = PLUGIN_DATASETS["KNI"]
+    try:
+        _, model, (train, valid, _) = pipeline(make_config, model="RippleNet", n_memory=4,
+                                               train_rec_step=1, train_kg_step=0)
+    finally:
+        del PLUGIN_DATASETS["RippleNet"]
+    inter = train._dataset.inter_feat
+    positive_users = set(inter["user_id"].numpy()[inter["label"].numpy() > 0.5].tolist())
+    assert set(model.user_dict) == positive_users
+    cold = sorted(set(range(1, model.n_users)) - positive_users)
+    assert cold, "the fixture should have a user without a positive training row"
+    for hop in model.ripple_set[cold[0]]:
+        assert all(torch.equal(part, torch.zeros(4, dtype=torch.long)) for part in hop)
+    # RecBole's own RippleNet raised IndexError here
+    pairs = Interaction({"user_id": torch.tensor(cold), "item_id": torch.ones(len(cold), dtype=torch.long)})
+    with torch.no_grad():
+        model.eval()
+        assert torch.isfinite(model.predict(pairs)).all()
+
+
+def test_drop_cold_users_keeps_only_users_with_a_positive_training_row(make_config):
+    def users(data, positive_only=False):
+        inter = data._dataset.inter_feat
+        keep = inter["label"].numpy() > 0.5 if positive_only else np.ones(len(inter), dtype=bool)
+        return set(inter["user_id"].numpy()[keep].tolist())
+
+    _, _, (train, valid, test) = pipeline(make_config)
+    warm = users(train, positive_only=True)
+    assert users(valid) - warm or users(test) - warm, "the fixture should have cold validation/test users"
+    _, _, (d_train, d_valid, d_test) = pipeline(make_config, drop_cold_users=True)
+    assert users(d_train, positive_only=True) == warm
+    for full, dropped in ((train, d_train), (valid, d_valid), (test, d_test)):
+        assert users(dropped) == users(full) & warm
+        assert split_pairs(dropped) == {(u, i) for u, i in split_pairs(full) if u in warm}

@@ -13,6 +13,13 @@ things RecBole's datasets cannot express are added in :meth:`LabeledSplitMixin.b
   split keeps only its positive rows (``label > 0.5``): a pairwise loss treats every row as a
   positive, so the pre-sampled negatives would otherwise be learnt as likes. Negatives are then
   drawn by ``train_neg_sample_args``. Validation and test rows keep both labels.
+- ``drop_cold_users: True`` removes, after the split, every user without a positive training
+  row from all three splits (:func:`drop_cold_users`), as RippleNet's split and the official
+  KNI code do; the paper presets set it. Off, every labelled row stays (cold users included).
+- The interaction matrix (``inter_matrix``) holds the positive rows only: a ``label = 0`` row
+  is a pre-sampled negative, not an interaction. Models that read their user histories from
+  it (RecBole's RippleNet builds its ripple sets there; LEPORID its similarity graphs) thus see
+  the clicked items only, as the official RippleNet code's ``user_history_dict``.
 - ``select_on_test: True`` hands the *test* loader to the trainer as the validation loader,
   reproducing the official KNI code's model selection and early stopping on the test split.
   It is for comparison with the paper only; the default selects on the validation split.
@@ -54,12 +61,29 @@ def resolve_acc_threshold(config, train_labels: torch.Tensor | None) -> float:
     return float(value)
 
 
+def drop_cold_users(train, valid, test, label: str) -> list:
+    """Keep, in all three splits, only the users with a positive row in ``train``.
+
+    RippleNet's split (which the official KNI code copies) does this after its random 6:2:2
+    split, so its validation and test rows never belong to a user without a training click.
+    """
+    uid = train.uid_field
+    warm = torch.unique(train.inter_feat[uid][train.inter_feat[label] > POSITIVE_LABEL])
+    kept = [part.copy(part.inter_feat[torch.isin(part.inter_feat[uid], warm)]) for part in (train, valid, test)]
+    getLogger().info("drop_cold_users: kept the %d users with a positive training row; rows kept "
+                     "train %d/%d, valid %d/%d, test %d/%d", len(warm),
+                     *(n for old, new in zip((train, valid, test), kept) for n in (len(new), len(old))))
+    return kept
+
+
 class LabeledSplitMixin:
     """Adds the labelled-protocol steps to a RecBole dataset class (see the module docstring)."""
 
     def build(self):
         train, valid, test = super().build()
         label = self.config["LABEL_FIELD"]
+        if self.config["drop_cold_users"] and label in train.inter_feat:
+            train, valid, test = drop_cold_users(train, valid, test, label)
         labels = train.inter_feat[label] if label in train.inter_feat else None
         threshold = resolve_acc_threshold(self.config, labels)
         getLogger().info(f"acc_threshold = {threshold:.6f}")
@@ -69,6 +93,14 @@ class LabeledSplitMixin:
                              f"of {len(labels)} (label-0 rows dropped from the training split)")
             train = train.copy(train.inter_feat[positive])
         return [train, valid, test]
+
+    def inter_matrix(self, form="coo", value_field=None):
+        """Sparse user x item matrix of the positive rows (all rows when a value field is asked for)."""
+        label = self.config["LABEL_FIELD"]
+        if value_field is not None or label not in self.inter_feat:
+            return super().inter_matrix(form, value_field)
+        positives = self.inter_feat[self.inter_feat[label] > POSITIVE_LABEL]
+        return self._create_sparse_matrix(positives, self.uid_field, self.iid_field, form, value_field)
 
     def data_preparation(self, config):
         train_data, valid_data, test_data = recbole_data_preparation(config, self)
