@@ -33,6 +33,7 @@ import os
 import pickle
 import time
 import uuid
+from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -69,14 +70,16 @@ def to_plain(value: Any) -> Any:
 
 
 _PACKED = "__recbole_ext_packed__"
+_DEFAULT_FACTORIES = {factory.__name__: factory for factory in (list, dict, set, int, float)}
 
 
 def pack_other_parameter(values: dict | None) -> dict | None:
     """Non-parameter model state (RecBole's ``other_parameter()``) in weights-only form.
 
     Memory-based RecBole models keep numpy arrays (EASE, ADMMSLIM) or scipy sparse
-    matrices (ItemKNN, SLIMElastic) there, which ``torch.load(weights_only=True)``
-    refuses; they are stored as tensors and rebuilt by :func:`unpack_other_parameter`.
+    matrices (ItemKNN, SLIMElastic) there, and RippleNet a ``defaultdict(list)`` of ripple
+    sets, which ``torch.load(weights_only=True)`` refuses; they are stored as tensors and
+    plain containers and rebuilt by :func:`unpack_other_parameter`.
     """
     if values is None:
         return None
@@ -94,6 +97,9 @@ def _pack(value: Any) -> Any:
                 "data": torch.from_numpy(np.ascontiguousarray(coo.data))}
     if isinstance(value, np.ndarray):
         return {_PACKED: "numpy", "array": torch.from_numpy(np.ascontiguousarray(value))}
+    factory = getattr(getattr(value, "default_factory", None), "__name__", None)
+    if isinstance(value, defaultdict) and factory in _DEFAULT_FACTORIES:
+        return {_PACKED: "defaultdict", "factory": factory, "items": {k: _pack(v) for k, v in value.items()}}
     return value
 
 
@@ -109,6 +115,8 @@ def _unpack(value: Any) -> Any:
         return value
     if value[_PACKED] == "numpy":
         return value["array"].numpy()
+    if value[_PACKED] == "defaultdict":
+        return defaultdict(_DEFAULT_FACTORIES[value["factory"]], {k: _unpack(v) for k, v in value["items"].items()})
     import scipy.sparse as sp
 
     matrix = sp.coo_matrix((value["data"].numpy(), (value["row"].numpy(), value["col"].numpy())),
@@ -132,8 +140,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
     except pickle.UnpicklingError as err:
         if not trust_legacy:
             raise LegacyCheckpointError(
-                f"{path} is not a recbole-ext checkpoint (it looks like one written by "
-                "RecBole itself, which pickles its Config). Loading it runs arbitrary "
+                f"{path} cannot be loaded weights-only ({str(err).strip().splitlines()[-1][:200]}); "
+                "it looks like one written by RecBole itself, which pickles its Config. "
+                "Loading it runs arbitrary "
                 "pickled code; if you trust the file, pass --trust-legacy-checkpoint "
                 "(trust_legacy=True / config `trust_legacy_checkpoint: True`)."
             ) from err

@@ -200,6 +200,19 @@ def test_packed_other_parameter_round_trip():
     assert back["n"] == 3 and torch.equal(back["t"], torch.ones(2))
 
 
+def test_defaultdict_other_parameter_survives_a_weights_only_load(tmp_path):
+    from collections import defaultdict
+
+    from recbole_ext.compat import pack_other_parameter, unpack_other_parameter
+
+    ripple = defaultdict(list, {3: [(torch.arange(2), torch.zeros(2, dtype=torch.long))]})
+    path = tmp_path / "other.pth"
+    torch.save({"other_parameter": pack_other_parameter({"ripple_set": ripple})}, path)
+    back = unpack_other_parameter(load_checkpoint(path)["other_parameter"])["ripple_set"]
+    assert isinstance(back, defaultdict) and back.default_factory is list and back[7] == []
+    assert torch.equal(back[3][0][0], torch.arange(2))
+
+
 def test_checkpoint_names_are_unique_per_run(make_config):
     first = run_recbole_ext(config_dict=make_config(model="BPR"))
     second = run_recbole_ext(config_dict=make_config(model="BPR"))

@@ -407,3 +407,15 @@ def test_drop_cold_users_keeps_only_users_with_a_positive_training_row(make_conf
     for full, dropped in ((train, d_train), (valid, d_valid), (test, d_test)):
         assert users(dropped) == users(full) & warm
         assert split_pairs(dropped) == {(u, i) for u, i in split_pairs(full) if u in warm}
+
+
+def test_ripplenet_best_checkpoint_reloads_for_the_test(make_config):
+    from recbole_ext.registry import PLUGIN_DATASETS
+
+    PLUGIN_DATASETS["RippleNet"] = PLUGIN_DATASETS["KNI"]
+    try:
+        result = run_recbole_ext(config_dict=make_config(model="RippleNet", **(LABELED | {
+            "n_memory": 4, "train_rec_step": 1, "train_kg_step": 0, "epochs": 1})))
+    finally:
+        del PLUGIN_DATASETS["RippleNet"]
+    assert 0 <= result["test_result"]["auc"] <= 1
