@@ -89,6 +89,9 @@ RUNS: dict[str, tuple[str, str | None, dict]] = {
 }
 ON_REQUEST = {"RippleNet", "KNI-ni1-testsel"}
 PAIRWISE_MODELS = {"KGCN", "KGNNLS", "CKE", "BPR"}
+# rows whose predictions are not probabilities: the pairwise scores, and RecBole's RippleNet,
+# whose predict returns the logits of its BCE-with-logits loss
+SCORE_MODELS = PAIRWISE_MODELS | {"RippleNet"}
 
 
 def use_labeled_data_for(model: str) -> None:
@@ -180,7 +183,7 @@ def write_table(store: ResultStore, quick: bool, command: str) -> None:
         if not recs:
             continue
         test = lambda m: mean_std([r["test_result"][m] for r in recs])  # noqa: E731
-        caveat = " (scores, not probabilities)" if label in PAIRWISE_MODELS else ""
+        caveat = " (scores, not probabilities)" if label in SCORE_MODELS else ""
         anchor = ANCHORS.get(label)
         rows.append([
             label, recs[0]["model_selection"].split(" (")[0], len(recs),
@@ -204,7 +207,8 @@ from all splits (RippleNet's split, as the official KNI code), AUC / LogLoss / A
 label) on the test split at the epoch of best validation AUC. The paper's numbers are the official
 code's, which selects the epoch on the TEST split (up to 100 epochs, 5 runs), so they are not strictly
 comparable. Pairwise baselines (KGCN, KGNNLS, CKE, BPR: RecBole defaults, BPR loss, 1 sampled negative,
-trained on the positive training rows) output scores, not probabilities: compare their AUC only.
+trained on the positive training rows) output scores, not probabilities, and RecBole's RippleNet
+outputs logits: compare their AUC only.
 Seconds are wall-clock on a shared 2-core CPU with one thread per run; KNI's validation pass
 averages 40 neighbour samplings per row.
 RecBole's KGNNLS scores exactly like KGCN here, epoch by epoch at every seed (same validation AUCs
