@@ -132,6 +132,13 @@ MODELS = {  # run label -> settings; the label names the model unless it is in V
     "LightGCN": {"reg_weight": 1.0e-4},
     "LEGCF": LEGCF_SETTINGS,
     "LEGCF-2x": LEGCF_SETTINGS,
+    # capacity ablations: is the gap to LightGCN the codebook size (c) or the composition (t)?
+    "LEGCF-c1200": LEGCF_SETTINGS | {"n_anchors": 1200},
+    "LEGCF-c3000": LEGCF_SETTINGS | {"n_anchors": 3000},
+    "LEGCF-t4": LEGCF_SETTINGS | {"n_compositions": 4},
+    # near one anchor per entity (no compression), and no L2 term: is the gap the model itself?
+    "LEGCF-c4000-t1": LEGCF_SETTINGS | {"n_anchors": 4000, "n_compositions": 1},
+    "LEGCF-noL2": LEGCF_SETTINGS | {"l2_penalty_factor": 0.0},
     "C2F": {"stage": ["fine"], "n_anchors": 300, "n_compositions": 2, "anchor_weight": 0.5,
             "l2_penalty_factor": 5.0, "n_fine_anchors": 100, "n_fine_compositions": 4,
             "sparse_pca_components": 80, "soft_threshold": 1.0, "bridge_weight": 0.2},
@@ -140,8 +147,10 @@ MODELS = {  # run label -> settings; the label names the model unless it is in V
 
 # run label -> (model, epoch budget factor); run only when named in --only. LEGCF-2x trains
 # as many epochs as C2F's coarse + fine stages together: it separates what the fine stage
-# adds from what more training adds.
-VARIANTS = {"LEGCF-2x": ("LEGCF", 2)}
+# adds from what more training adds. LEGCF-c1200 / -c3000 / -t4 enlarge the codebook or the
+# number of anchors per entity at the same budget.
+VARIANTS = {"LEGCF-2x": ("LEGCF", 2), "LEGCF-c1200": ("LEGCF", 1), "LEGCF-c3000": ("LEGCF", 1),
+            "LEGCF-t4": ("LEGCF", 1), "LEGCF-c4000-t1": ("LEGCF", 1), "LEGCF-noL2": ("LEGCF", 1)}
 
 
 def model_class(label: str) -> str:
