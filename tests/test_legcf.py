@@ -243,3 +243,21 @@ def test_fixed_assignment_epochs_caps_the_fixed_sub_stage(make_config):
 def test_negative_fixed_assignment_epochs_is_refused(make_config):
     with pytest.raises(ValueError, match=r"'fixed_assignment_epochs' .* Got -1"):
         pipeline(make_config, fixed_assignment_epochs=-1)
+
+
+def test_anchors_can_be_left_out_of_the_propagation_graph(make_config):
+    model, _, _ = pipeline(make_config)
+    expanded = model.graph().coalesce()
+    assert (expanded.indices()[1] >= model.n_entities).any()  # entity-anchor edges, official
+    plain, _, _ = pipeline(make_config, anchors_in_graph=False)
+    graph = plain.graph().coalesce()
+    assert not (graph.indices() >= plain.n_entities).any()
+    # anchor rows of X^l stay 0 after layer 0: only the ego rows tanh(S E) carry the codebook
+    _, h = plain.propagate()
+    torch.testing.assert_close(h[plain.n_entities:], plain.codebook / (plain.n_layers + 1))
+
+
+def test_c2f_refuses_a_graph_without_anchors(make_config):
+    with pytest.raises(ValueError, match="'anchors_in_graph' parameter of C2F must be True"):
+        model, _, _ = pipeline(make_config, model="C2F", anchors_in_graph=False)
+        model.graph()

@@ -49,6 +49,9 @@ Args (config keys, defaults in ``properties/model/LEGCF.yaml``):
     n_layers: L, propagation layers.
     l2_penalty_factor: λ, the official ``--l2_penalty_factor`` (scaled by 1e-4).
     clip_grad_value: bound for gradient clipping by value (0 disables it).
+    anchors_in_graph: True (official) propagates over the expanded graph; False over ``Â``
+        alone (a diagnostic: on ML-1M the expanded graph halves recall, see
+        ``benchmarks/README.md``).
 
 Deviations from the official code:
     - Training triples come from RecBole's sampler: every training interaction with
@@ -128,6 +131,8 @@ class LEGCF(GeneralRecommender):
                                                    "a non-negative float"))
         self.clip_grad_value = float(check_param(name, "clip_grad_value", config["clip_grad_value"],
                                                  non_negative_float, "a non-negative float"))
+        self.anchors_in_graph = check_param(name, "anchors_in_graph", config["anchors_in_graph"],
+                                            {True, False})
         self.learning_rate = float(config["learning_rate"])
         self.n_entities = self.n_users + self.n_items
         self.seed = int(config["seed"])
@@ -175,7 +180,10 @@ class LEGCF(GeneralRecommender):
 
     # ----------------------------------------------------------------------- graph
     def graph_blocks(self) -> list[tuple[int, int, torch.Tensor, torch.Tensor]]:
-        """Assignment blocks of the expanded graph: S between entities and anchors."""
+        """Assignment blocks of the expanded graph: S between entities and anchors (none when
+        ``anchors_in_graph`` is False: propagation over Â only, anchors act through ``tanh(S E)``)."""
+        if not self.anchors_in_graph:
+            return []
         return [(0, self.n_entities, self.assign_index, self.assign_weight)]
 
     @property
