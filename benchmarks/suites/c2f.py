@@ -139,6 +139,12 @@ MODELS = {  # run label -> settings; the label names the model unless it is in V
     # near one anchor per entity (no compression), and no L2 term: is the gap the model itself?
     "LEGCF-c4000-t1": LEGCF_SETTINGS | {"n_anchors": 4000, "n_compositions": 1},
     "LEGCF-noL2": LEGCF_SETTINGS | {"l2_penalty_factor": 0.0},
+    # anchors left out of the propagation graph (Â only), with shared anchors and with a
+    # private random anchor per entity: does the expanded graph or the sharing cost recall?
+    "LEGCF-plain": LEGCF_SETTINGS | {"anchors_in_graph": False},
+    "LEGCF-private": LEGCF_SETTINGS | {"n_anchors": 20000, "n_compositions": 1, "assignment_init": "random"},
+    "LEGCF-private-plain": LEGCF_SETTINGS | {"n_anchors": 20000, "n_compositions": 1,
+                                             "assignment_init": "random", "anchors_in_graph": False},
     "C2F": {"stage": ["fine"], "n_anchors": 300, "n_compositions": 2, "anchor_weight": 0.5,
             "l2_penalty_factor": 5.0, "n_fine_anchors": 100, "n_fine_compositions": 4,
             "sparse_pca_components": 80, "soft_threshold": 1.0, "bridge_weight": 0.2},
@@ -150,7 +156,8 @@ MODELS = {  # run label -> settings; the label names the model unless it is in V
 # adds from what more training adds. LEGCF-c1200 / -c3000 / -t4 enlarge the codebook or the
 # number of anchors per entity at the same budget.
 VARIANTS = {"LEGCF-2x": ("LEGCF", 2), "LEGCF-c1200": ("LEGCF", 1), "LEGCF-c3000": ("LEGCF", 1),
-            "LEGCF-t4": ("LEGCF", 1), "LEGCF-c4000-t1": ("LEGCF", 1), "LEGCF-noL2": ("LEGCF", 1)}
+            "LEGCF-t4": ("LEGCF", 1), "LEGCF-c4000-t1": ("LEGCF", 1), "LEGCF-noL2": ("LEGCF", 1),
+            "LEGCF-plain": ("LEGCF", 1), "LEGCF-private": ("LEGCF", 1), "LEGCF-private-plain": ("LEGCF", 1)}
 
 
 def model_class(label: str) -> str:
