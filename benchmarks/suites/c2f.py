@@ -153,11 +153,9 @@ MODELS = {  # run label -> settings; the label names the model unless it is in V
 
 # run label -> (model, epoch budget factor); run only when named in --only. LEGCF-2x trains
 # as many epochs as C2F's coarse + fine stages together: it separates what the fine stage
-# adds from what more training adds. LEGCF-c1200 / -c3000 / -t4 enlarge the codebook or the
-# number of anchors per entity at the same budget.
-VARIANTS = {"LEGCF-2x": ("LEGCF", 2), "LEGCF-c1200": ("LEGCF", 1), "LEGCF-c3000": ("LEGCF", 1),
-            "LEGCF-t4": ("LEGCF", 1), "LEGCF-c4000-t1": ("LEGCF", 1), "LEGCF-noL2": ("LEGCF", 1),
-            "LEGCF-plain": ("LEGCF", 1), "LEGCF-private": ("LEGCF", 1), "LEGCF-private-plain": ("LEGCF", 1)}
+# adds from what more training adds. The other LEGCF-* labels are the ablations above, at
+# LEGCF's budget.
+VARIANTS = {label: ("LEGCF", 2 if label == "LEGCF-2x" else 1) for label in MODELS if label.startswith("LEGCF-")}
 
 
 def model_class(label: str) -> str:

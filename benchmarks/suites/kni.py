@@ -56,6 +56,7 @@ FULL_SCHEDULE = {"eval_step": 2, "stopping_step": 5}
 RIPPLENET_EPOCHS = 10  # the official RippleNet n_epoch for Book-Crossing
 # RippleNet's few epochs are each validated, so its test result comes from its best epoch
 RIPPLENET_SCHEDULE = {"eval_step": 1, "stopping_step": 3}
+BUDGETS = {"RippleNet": (RIPPLENET_EPOCHS, RIPPLENET_SCHEDULE)}  # model -> (epochs, schedule); else full
 ANCHORS = {"KNI-ni1": (0.772, 0.706), "RippleNet": (0.729, 0.663)}  # seed README, test-selected
 
 PROTOCOL = {
@@ -163,8 +164,8 @@ def main(args) -> None:
             model, preset, extra = RUNS[label]
             if preset is None:
                 use_labeled_data_for(model)
-            epochs = QUICK_EPOCHS if args.quick else (RIPPLENET_EPOCHS if model == "RippleNet" else FULL_EPOCHS)
-            schedule = {} if args.quick else (RIPPLENET_SCHEDULE if model == "RippleNet" else FULL_SCHEDULE)
+            epochs, schedule = ((QUICK_EPOCHS, {}) if args.quick else
+                                BUDGETS.get(model, (FULL_EPOCHS, FULL_SCHEDULE)))
             config = dict(extra, seed=seed, epochs=epochs, dataset=DATASET, **schedule)
             result = run_one(model, DATASET, config, preset=preset)
             store.add(key, record(result, label, seed, epochs))

@@ -13,7 +13,8 @@ Two budgets are supported:
   training split (a fresh random subset each epoch, as the official random draws), and the
   schedule steps once per batch with ``T_max = epochs * N``. ``epochs: 10``,
   ``dlr2_batches_per_epoch: 500``, ``train_batch_size: 32`` is the official budget of 5000
-  iterations, validated every 500.
+  iterations, validated every 500. ``T_max`` assumes every epoch has ``N`` batches; with a
+  smaller training split the learning rate stops short of 0.
 
 The scheduler state travels in the checkpoint so a resumed run continues the same curve.
 """

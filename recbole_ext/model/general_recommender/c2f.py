@@ -124,6 +124,9 @@ class C2F(LEGCF):
         # parameters
         self.stages = tuple(check_param(name, "stage", parse_stages(config["stage"]), _valid_stages,
                                         "one of [coarse], [fine], [coarse, fine]"))
+        if not self.anchors_in_graph:
+            raise ValueError("The 'anchors_in_graph' parameter of C2F must be True: the fine "
+                             "anchors reach the entities only through the expanded graph.")
         self.init_checkpoint = config["init_checkpoint"]
         if self.stages[0] == "fine" and not self.init_checkpoint:
             raise ValueError("The 'init_checkpoint' parameter of C2F must name a coarse checkpoint "
@@ -184,9 +187,6 @@ class C2F(LEGCF):
         return self.n_entities + self.n_anchors + (self.n_fine_anchors if self.is_fine else 0)
 
     def graph_blocks(self) -> list[tuple[int, int, torch.Tensor, torch.Tensor]]:
-        if not self.anchors_in_graph:
-            raise ValueError("The 'anchors_in_graph' parameter of C2F must be True: the fine "
-                             "anchors reach the entities only through the expanded graph.")
         blocks = super().graph_blocks()
         if self.is_fine:
             anchors = self.n_entities
