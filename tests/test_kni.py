@@ -96,14 +96,19 @@ def test_neighbor_table_shape_padding_and_sampling_rules():
     # node 3: isolated -> padding node 0; node 0 is the padding row
     src = np.array([1, 1, 1, 1, 1, 2, 4])
     dst = np.array([2, 3, 4, 5, 6, 7, 1])
-    table = build_neighbor_table(src, dst, n_nodes=8, max_degree=3, seed=1234)
+    stored = build_neighbor_table(src, dst, n_nodes=8, max_degree=3, seed=1234)
+    table = stored.table()
     assert table.shape == (8, 3) and table.dtype == np.int32
+    # stored as int16 positions into each node's sorted distinct neighbours ([0] when isolated)
+    assert stored.slots.dtype == np.int16
+    assert stored.ptr.tolist() == [0, 1, 6, 7, 8, 9, 10, 11, 12]
+    assert stored.neighbours[1:6].tolist() == [2, 3, 4, 5, 6] and stored.neighbours[7] == 0
     assert np.all(table[0] == 0) and np.all(table[3] == 0)
     assert len(set(table[1])) == 3 and set(table[1]) <= {2, 3, 4, 5, 6}
     assert np.all(table[2] == 7)
     assert np.all(table[4] == 1)
     again = build_neighbor_table(src, dst, n_nodes=8, max_degree=3, seed=1234)
-    assert np.array_equal(table, again)
+    assert np.array_equal(table, again.table())
 
 
 def test_model_table_shape_and_fixed_zero_padding(make_config):
@@ -118,7 +123,10 @@ def test_model_table_shape_and_fixed_zero_padding(make_config):
 
 def test_sampling_takes_first_k_of_one_column_permutation_per_sampling(make_config):
     _, model, _ = pipeline(make_config, "KNI")
-    model.neighbor_table = torch.arange(model.n_nodes * 8, dtype=torch.int32).view(model.n_nodes, 8) % 1000
+    # table[x, c] = (8 x + c) % 1000: each node lists 8 "neighbours", slot c in column c
+    model.neighbor_ptr = torch.arange(model.n_nodes + 1) * 8
+    model.neighbor_list = torch.arange(model.n_nodes * 8) % 1000
+    model.neighbor_slots = torch.arange(8, dtype=torch.int16).repeat(model.n_nodes, 1)
     nodes = torch.tensor([[1, 2, 3], [1, 2, 3]])
     torch.manual_seed(0)
     sampled = model.sample_neighbors(nodes, 4)
@@ -203,6 +211,64 @@ def test_predict_is_the_mean_of_per_sampling_probabilities(make_config):
         per_sampling = torch.sigmoid(model.forward(batch["user_id"], batch["item_id"], 6))
     assert per_sampling.shape == (6, len(batch))
     torch.testing.assert_close(averaged, per_sampling.mean(dim=0))
+
+
+def _predict_with_budget(model, batch, budget: int, seed: int = 5) -> torch.Tensor:
+    model.gram_pair_budget = budget
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        return model.predict(batch)
+
+
+@pytest.mark.parametrize("attention", ["ni:1", "ni:2"])
+def test_gram_evaluation_equals_the_neighbourhood_definition(make_config, attention):
+    _, model, (_, valid, _) = pipeline(make_config, "KNI", ni_attention=attention, n_eval=7, max_degree=16)
+    model.eval()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        model.embedding.weight.normal_(0, 0.7)  # dot products with a spread of a few units
+        model.embedding.weight[0].zero_()
+    batch = next(iter(valid))[0]
+    sizes = model._list_sizes(batch["item_id"])
+    assert sizes.min() < sizes.max()  # lists of several lengths share the padded chunks
+    gram = _predict_with_budget(model, batch, budget=10 ** 9)
+    direct = _predict_with_budget(model, batch, budget=0)
+    assert gram.std() > 0.05
+    torch.testing.assert_close(gram, direct, rtol=1e-5, atol=1e-6)
+
+
+def test_gram_evaluation_handles_isolated_nodes_and_underflow(make_config):
+    _, model, (_, valid, _) = pipeline(make_config, "KNI", ni_attention="ni:1")
+    model.eval()
+    batch = next(iter(valid))[0]
+    # an isolated node lists the padding node, whose embedding is zero
+    isolated = (model.neighbor_ptr[1:] - model.neighbor_ptr[:-1] == 1) & (
+        model.neighbor_list[model.neighbor_ptr[:-1]] == 0)
+    assert isolated[1:model.n_items].any() or isolated[model.n_base:].any()
+    with torch.no_grad():
+        model.embedding.weight.normal_(0, 3.0)
+        model.embedding.weight[0].zero_()
+    # a temperature so low that exp() underflows for every sampled pair of some rows: those
+    # rows fall back to the definition instead of returning 0/0
+    model.temperature = 1e-4
+    gram = _predict_with_budget(model, batch, budget=10 ** 9)
+    direct = _predict_with_budget(model, batch, budget=0)
+    assert torch.isfinite(gram).all()
+    torch.testing.assert_close(gram, direct, rtol=1e-5, atol=1e-6)
+
+
+def test_evaluation_columns_are_shared_within_a_sampling_group(make_config, monkeypatch):
+    from recbole_ext.model.knowledge_aware_recommender import kni
+
+    _, model, _ = pipeline(make_config, "KNI", n_eval=3)
+    monkeypatch.setattr(kni, "_SAMPLING_GROUP_ROWS", 2)
+    model.neighbor_slots = torch.arange(8, dtype=torch.int16).repeat(model.n_nodes, 1)  # slot = column
+    torch.manual_seed(0)
+    slots = model._sample_eval_slots(torch.tensor([1, 2, 3, 4, 5]))
+    assert slots.shape == (5, 3, 4)
+    assert all(len(set(row.tolist())) == 4 for row in slots.view(-1, 4))  # no column twice
+    assert torch.equal(slots[0], slots[1]) and torch.equal(slots[2], slots[3])
+    assert not torch.equal(slots[1], slots[2])
 
 
 @pytest.mark.parametrize("hops", ["1,4", "1,3,2"])
