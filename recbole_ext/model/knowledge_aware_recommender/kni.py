@@ -37,8 +37,13 @@ over all ``(k+1)^2`` pairs. Dropout (``dropout_prob``) is applied to the aggrega
 and to ``N_u``, ``N_v``. Loss: mean binary cross-entropy on the label plus
 ``l2_reg * (||E||^2 + ||w_1||^2 + ||w_2||^2) / 2`` over the whole embedding table (biases are
 not regularised), as in the reference code; :class:`recbole_ext.trainer.kni.KNITrainer` applies
-this term as Adam's weight decay, which has the same gradient and is 5x faster on CPU. At evaluation the probabilities of ``n_eval``
-independent samplings are averaged; all samplings run as one batched tensor computation.
+this term as Adam's weight decay, which has the same gradient and is 5x faster on CPU.
+
+Evaluation averages the probabilities of ``n_eval`` independent samplings. With one hop it
+does not build the ``n_eval`` neighbourhoods: every node a sampling can draw for ``x`` is in
+the short list ``[x | distinct neighbours of x]``, so one Gram matrix of the two lists per
+row, weighted by how often each sampling drew each node, gives the same scores exactly
+(:meth:`KNI._gram_probs`); rows with long lists on both sides use the neighbourhoods.
 
 Deviations and choices (see ``../shared/reference/kni_rnncce.md`` section 1):
 
