@@ -26,7 +26,8 @@ def write_tiny_dataset(root: Path, name: str = "tiny", seed: int = 7) -> Path:
 
     40 users x 60 items, 8-20 interactions per user with ratings 1-5, increasing
     timestamps and a 0/1 ``label`` (1 for ratings >= 4); users and items carry side
-    features; every item links to an entity of a small KG with 3 relations.
+    features; every item links to an entity of a small KG with 3 relations, plus a fourth
+    that links three of its entities to new ones, which no item reaches in one hop.
     """
     rng = np.random.default_rng(seed)
     folder = root / name
@@ -65,6 +66,8 @@ def write_tiny_dataset(root: Path, name: str = "tiny", seed: int = 7) -> Path:
             relation = rng.choice(["genre_of", "directed_by", "starring"])
             tail = f"x{rng.integers(1, N_EXTRA_ENTITIES + 1)}"
             triples.append(f"e{item}\t{relation}\t{tail}")
+    # entities that no item reaches in one KG hop (no one-hop item neighbourhood holds them)
+    triples += [f"x{extra}\tinfluenced_by\ty{extra}" for extra in (1, 2, 3)]
     (folder / f"{name}.kg").write_text("\n".join(dict.fromkeys(triples)) + "\n")
     return root
 

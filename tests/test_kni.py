@@ -14,6 +14,7 @@ from recbole_ext.evaluator.label_metrics import ACC, accuracy
 from recbole_ext.model.knowledge_aware_recommender.kni import (
     build_neighbor_table,
     parse_hop_n_sample,
+    reachable_subgraph,
 )
 from recbole_ext.quick_start import build_model
 
@@ -109,6 +110,29 @@ def test_neighbor_table_shape_padding_and_sampling_rules():
     assert np.all(table[4] == 1)
     again = build_neighbor_table(src, dst, n_nodes=8, max_degree=3, seed=1234)
     assert np.array_equal(table, again.table())
+
+
+def test_reachable_subgraph_keeps_what_neighbourhoods_can_hold():
+    # 1, 2 items; 5 user; 3 an entity next to item 1; 4 an entity two hops from item 1
+    edges = [(5, 1), (1, 5), (1, 3), (3, 1), (3, 4), (4, 3), (2, 5), (5, 2)]
+    src, dst = (np.array(side) for side in zip(*edges))
+    kept, new_src, new_dst = reachable_subgraph(src, dst, n_nodes=6, centres=np.array([1, 2, 5]), hops=1)
+    assert kept.tolist() == [0, 1, 2, 3, 5]  # entity 4 is never in a one-hop neighbourhood
+    followed = {(int(kept[a]), int(kept[b])) for a, b in zip(new_src, new_dst)}
+    assert followed == {(5, 1), (1, 5), (1, 3), (2, 5), (5, 2)}  # entity 3's list is never sampled
+    kept, new_src, new_dst = reachable_subgraph(src, dst, n_nodes=6, centres=np.array([1, 2, 5]), hops=2)
+    assert kept.tolist() == [0, 1, 2, 3, 4, 5]
+    assert len(new_src) == len(edges) - 1  # all but 4 -> 3: node 4 is two hops out, a leaf
+
+
+def test_model_embeds_only_reachable_nodes(make_config):
+    _, model, _ = pipeline(make_config, "KNI", max_degree=64)
+    assert model.n_nodes == model.embedding.weight.shape[0] == model.n_graph_nodes - 3  # y1..y3 pruned
+    centres = torch.cat([torch.arange(1, model.n_items), torch.arange(model.n_base, model.n_nodes)])
+    assert model.n_base + model.n_users - 1 == model.n_nodes  # users stay last, contiguous
+    reached = torch.unique(model.neighbor_table[centres])
+    # every embedded entity is a centre or a centre's neighbour
+    assert set(range(model.n_items, model.n_base)) <= set(reached.tolist())
 
 
 def test_model_table_shape_and_fixed_zero_padding(make_config):

@@ -34,11 +34,14 @@ Run with ``OMP_NUM_THREADS=1`` on a shared CPU.
 
 ``--only timing``: KNI ni:1 and KGCN built in one process and trained ``TIMING_EPOCHS`` epochs
 each, their epochs and validation passes interleaved (``kni-timing.{json,md}``): the issue's
-speed goal compares one training epoch plus one evaluation pass of each.
+speed goal compares one training epoch plus one evaluation pass of each. Run with
+``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` set (glibc keeps freed memory, so no
+page faults on re-allocation) it writes ``kni-timing-keepmem.{json,md}`` instead.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -166,7 +169,10 @@ def run_timing(epochs: int = TIMING_EPOCHS) -> None:
         print(f"[timing] epoch {epoch}: " + ", ".join(
             f"{label} {seconds[label]['train'][-1]:.2f} + {seconds[label]['valid'][-1]:.2f} s"
             for label in labels), flush=True)
-    store = ResultStore("kni-timing", resume=False)
+    # glibc settings that keep freed memory (no page faults on re-allocation): a second table
+    keep_memory = [f"{name}={os.environ[name]}" for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+                   if name in os.environ]
+    store = ResultStore("kni-timing-keepmem" if keep_memory else "kni-timing", resume=False)
     for label in labels:
         store.add(label, {"label": label, "epochs": epochs, **seconds[label]})
     totals = {label: np.add(seconds[label]["train"], seconds[label]["valid"]) for label in labels}
@@ -179,7 +185,8 @@ def run_timing(epochs: int = TIMING_EPOCHS) -> None:
     store.write_markdown(
         "KNI vs KGCN: seconds per training epoch + validation pass (interleaved in one process)",
         ["run", "median s / train epoch", "median s / valid pass", "median epoch + valid", "range", "last valid AUC"],
-        rows, notes=f"Command: `OMP_NUM_THREADS={torch.get_num_threads()} python -m benchmarks kni --only timing`. "
+        rows, notes=f"Command: `{' '.join(keep_memory + [f'OMP_NUM_THREADS={torch.get_num_threads()}'])} "
+                    "python -m benchmarks kni --only timing`. "
                     f"{epochs} epochs of each model, same split and protocol as `kni.md` (seed 2020); KNI's pass "
                     "averages n_eval = 40 samplings of each validation row. Wall-clock seconds on the 2-core "
                     "machine, one thread; the two models alternate epoch by epoch in one process.")

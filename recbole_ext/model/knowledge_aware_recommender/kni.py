@@ -50,8 +50,10 @@ Deviations and choices (see ``../shared/reference/kni_rnncce.md`` section 1):
 - KG direction: the reference reads a matrix ``adj`` whose variant (directed or not) is not
   recorded; ``kg_undirected: True`` (default) adds every triple in both directions.
 - The reference first removes entities more than ``n_hop + 1`` hops away from any user or
-  item; they can never be sampled, so keeping them changes no prediction (only the size of
-  the embedding table and its l2 term, whose gradient on an unsampled row is weight decay).
+  item. We embed exactly the nodes a neighbourhood can hold (users, items and the nodes up to
+  ``len(hop_n_sample) - 1`` hops from them; :func:`reachable_subgraph`), fewer than the
+  reference keeps; a dropped row could only receive weight decay, never change a prediction.
+  The glorot bound stays that of the whole graph's table.
 - KG relations with fewer than 100 triples are removed by the data converter
   (``python -m dataset_atomic ripplenet-kg --min-relation-triples 100``), not here.
 - Model selection uses the validation split (RecBole's default); the reference selects
@@ -162,6 +164,32 @@ def build_neighbor_table(src: np.ndarray, dst: np.ndarray, n_nodes: int, max_deg
     return NeighborTable(ptr, neighbours, slots)
 
 
+def reachable_subgraph(src: np.ndarray, dst: np.ndarray, n_nodes: int, centres: np.ndarray,
+                       hops: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The part of the graph that ``hops``-hop neighbourhoods of ``centres`` can reach.
+
+    A neighbourhood holds its centre and nodes up to ``hops`` edges away, so only those nodes
+    are ever embedded, and only the neighbour lists of nodes less than ``hops`` edges from a
+    centre are ever sampled. Every other embedding row would receive weight decay only and
+    never change a prediction; dropping it is exact and saves its optimiser step (Book-Crossing,
+    one hop: 41,981 of 95,742 nodes).
+
+    Returns:
+        ``kept``: ascending original ids of the reachable nodes, padding node 0 first (a node's
+        new id is its position here); ``src``, ``dst``: the sampled edges, in new ids.
+    """
+    expanded = np.zeros(n_nodes, dtype=bool)
+    expanded[centres] = True
+    for _ in range(hops - 1):
+        expanded[dst[expanded[src]]] = True
+    follow = expanded[src]
+    kept = expanded.copy()
+    kept[0] = True
+    kept[dst[follow]] = True
+    new_id = np.cumsum(kept) - 1
+    return np.flatnonzero(kept), new_id[src[follow]], new_id[dst[follow]]
+
+
 class KNI(KnowledgeRecommender):
     """Knowledge-enhanced neighbourhood interaction (``kg: True``) or NI (``kg: False``)."""
 
@@ -198,7 +226,12 @@ class KNI(KnowledgeRecommender):
         self.n_base = self.n_entities if self.use_kg else self.n_items
         self.n_nodes = self.n_base + self.n_users - 1
         src, dst = self._edges(config, dataset)
-        self.n_edges = len(src)
+        self.n_edges, self.n_graph_nodes = len(src), self.n_nodes
+        # only nodes a neighbourhood can hold get an embedding row (ids re-packed in order)
+        centres = np.concatenate([np.arange(1, self.n_items), np.arange(self.n_base, self.n_nodes)])
+        kept, src, dst = reachable_subgraph(src, dst, self.n_nodes, centres, len(self.hop_samples))
+        self.n_base = int(np.searchsorted(kept, self.n_base))
+        self.n_nodes = len(kept)
         table = build_neighbor_table(src, dst, self.n_nodes, self.max_degree,
                                      int(config["neighbor_table_seed"]))
         # rebuilt from the data and the seed on load, so it is not stored in checkpoints
@@ -274,8 +307,10 @@ class KNI(KnowledgeRecommender):
         return torch.where(users > 0, self.n_base + users - 1, torch.zeros_like(users))
 
     def _init_weights(self) -> None:
-        # glorot-uniform as in the reference; the padding row stays exactly zero
-        nn.init.xavier_uniform_(self.embedding.weight)
+        # glorot-uniform as in the reference, whose table keeps every entity near the data:
+        # the bound of the whole graph's table, not of the pruned one; padding stays zero
+        bound = (6.0 / (self.n_graph_nodes + self.embedding_size)) ** 0.5
+        nn.init.uniform_(self.embedding.weight, -bound, bound)
         with torch.no_grad():
             self.embedding.weight[0].zero_()
         if self.attention == "ni:2":
@@ -540,7 +575,8 @@ class KNI(KnowledgeRecommender):
 
     def graph_report(self) -> dict:
         """Sizes of the sampling graph (for logs and benchmark records)."""
-        return {"nodes": self.n_nodes, "directed_edges": self.n_edges, "kg": self.use_kg}
+        return {"nodes": self.n_graph_nodes, "embedded_nodes": self.n_nodes, "directed_edges": self.n_edges,
+                "kg": self.use_kg}
 
 
 class NI(KNI):
