@@ -237,6 +237,25 @@ def test_predict_is_the_mean_of_per_sampling_probabilities(make_config):
     torch.testing.assert_close(averaged, per_sampling.mean(dim=0))
 
 
+@pytest.mark.parametrize("p", [0.5, 0.3])
+def test_dropout_mask_keeps_each_element_with_probability_1_minus_p(make_config, p):
+    _, model, _ = pipeline(make_config, "KNI", dropout_prob=p)
+    torch.manual_seed(0)
+    mask = model.dropout_mask(torch.Size([64, 5, 128]), torch.device("cpu"), torch.float32)
+    scale = 1 / (1 - p)
+    assert mask.shape == (64, 5, 128)
+    assert mask.unique().tolist() == pytest.approx([0.0, scale])
+    kept = (mask > 0).float()
+    assert abs(kept.mean().item() - (1 - p)) < 0.01  # 40,960 draws: sd 0.0025
+    # no structure across positions: neighbouring elements are independent
+    assert abs((kept[..., 1:] * kept[..., :-1]).mean().item() - (1 - p) ** 2) < 0.01
+    model.train()
+    x = torch.ones(64, 5, 128)
+    assert abs(model.dropout(x).mean().item() - 1.0) < 0.03
+    model.eval()
+    assert torch.equal(model.dropout(x), x)
+
+
 def _predict_with_budget(model, batch, budget: int, seed: int = 5) -> torch.Tensor:
     model.gram_pair_budget = budget
     torch.manual_seed(seed)
