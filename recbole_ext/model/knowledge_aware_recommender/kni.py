@@ -495,7 +495,8 @@ class KNI(KnowledgeRecommender):
         members = rows[torch.argsort(bucket, stable=True)].split(counts)
         for key, bucket_rows in zip(keys.tolist(), members):
             width_u, width_v = 1 << (key // 64), 1 << (key % 64)
-            per_row = (width_u + width_v) * (self.embedding_size + 2 * self.n_eval) + 3 * width_u * width_v
+            per_row = ((width_u + width_v) * self.embedding_size + 3 * width_u * width_v
+                       + 2 * self.n_eval * self.hop_samples[0] * width_v)
             yield from bucket_rows.split(max(1, _EVAL_BLOCK // per_row))
 
     def _padded_lists(self, nodes: torch.Tensor) -> torch.Tensor:
@@ -533,24 +534,17 @@ class KNI(KnowledgeRecommender):
             logits = torch.tanh(f1 + f2.transpose(1, 2)) / self.temperature
         # padded positions have count 0; including them in the max keeps exp() <= 1 (no inf * 0)
         weights = torch.exp(logits - logits.flatten(1).max(dim=1).values.view(-1, 1, 1))
-        counts_u = self._sampling_counts(slots_u, ids_u.shape[1])            # [b, S, Wu]
-        counts_v = self._sampling_counts(slots_v, ids_v.shape[1])            # [b, S, Wv]
-        width_v = ids_v.shape[1]
-        both = torch.bmm(counts_u, torch.cat([weights * gram, weights], dim=2))  # [b, S, 2 Wv]
-        numerator = (both[..., :width_v] * counts_v).sum(-1)
-        denominator = (both[..., width_v:] * counts_v).sum(-1)
+        # c_u^T M c_v for M = (P o G, P): the rows of the centre and the k sampled user-side
+        # nodes summed, then the same columns on the item side (cheaper than building c_u, c_v)
+        pair = torch.stack([weights * gram, weights], dim=2)                  # [b, Wu, 2, Wv]
+        b, width_u, _, width_v = pair.shape
+        n_s, k = slots_u.shape[1:]
+        rows = (torch.arange(b, device=pair.device).view(b, 1, 1) * width_u + slots_u.long() + 1).view(-1)
+        per_sampling = pair.view(b * width_u, 2 * width_v).index_select(0, rows)
+        per_sampling = per_sampling.view(b, n_s, k, 2, width_v).sum(2) + pair[:, :1]  # [b, S, 2, Wv]
+        columns = (slots_v.long() + 1).unsqueeze(2).expand(b, n_s, 2, k)
+        numerator, denominator = (per_sampling.gather(3, columns).sum(3) + per_sampling[..., 0]).unbind(2)
         return torch.sigmoid(numerator / denominator).mean(dim=1)
-
-    @staticmethod
-    def _sampling_counts(slots: torch.Tensor, width: int) -> torch.Tensor:
-        """``[b, S, width]`` multiplicity of each list position per sampling (centre = 1)."""
-        b, n_s, k = slots.shape
-        index = slots.long() + 1 + (torch.arange(n_s, device=slots.device) * width).view(1, n_s, 1)
-        counts = torch.zeros(b, n_s, width, device=slots.device)
-        counts[:, :, 0] = 1.0
-        counts.view(b, n_s * width).scatter_add_(1, index.view(b, n_s * k),
-                                                 torch.ones(b, n_s * k, device=slots.device))
-        return counts
 
     def _direct_probs(self, user_nodes: torch.Tensor, items: torch.Tensor,
                       slots_u: torch.Tensor, slots_v: torch.Tensor) -> torch.Tensor:
