@@ -54,3 +54,27 @@ def test_a_deep_copy_has_its_own_hook_and_buffer():
     assert copied.weight.grad.layout == torch.strided
     torch.testing.assert_close(copied.weight.grad, dense.weight.grad, rtol=0, atol=0)
     assert copied.weight.grad.data_ptr() != fast.weight.grad.data_ptr()
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_same_gradients_with_another_gradient_of_the_weight(set_to_none):
+    # an l2 term over the whole table reaches the weight through autograd, beside the lookups
+    dense, fast = _tables()
+    for ids_a, ids_b in STEPS + STEPS:
+        for table in (dense, fast):
+            if set_to_none:
+                table.weight.grad = None
+            elif table.weight.grad is not None:
+                table.weight.grad.zero_()
+            (_loss(table, ids_a, ids_b) + 0.01 * table.weight.pow(2).sum()).backward()
+        torch.testing.assert_close(fast.weight.grad, dense.weight.grad)
+        with torch.no_grad():  # move the weights so that stale gradient rows would show
+            for table in (dense, fast):
+                table.weight.add_(0.1)
+
+
+def test_lookups_without_grad_leave_the_gradient_alone():
+    _, fast = _tables()
+    with torch.no_grad():
+        out = fast(torch.tensor([1, 2]))
+    assert not out.requires_grad and fast.weight.grad is None

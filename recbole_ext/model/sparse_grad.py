@@ -5,52 +5,83 @@ optimises the *whole* table densely (KNI's reference: Adam plus l2 over every ro
 dense gradient. PyTorch's CPU embedding backward builds it in a newly allocated, zero-filled
 table-sized tensor for every lookup; for KNI's 95,742 x 128 Book-Crossing table those
 allocations (page faults plus memset, three per lookup) took 0.11 s of a 0.13 s training step
-on one thread. :class:`BufferedGradEmbedding` instead produces a sparse gradient and scatters
-it into one persistent dense buffer, clearing only the rows written the step before. The
+on one thread. :class:`BufferedGradEmbedding` instead adds each lookup's row gradients straight
+into one persistent dense buffer, clearing only the rows written the step before. The
 optimiser sees exactly the same dense gradient.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+
+class _BufferedLookup(torch.autograd.Function):
+    """``weight[ids]`` whose backward adds the row gradients into ``table``'s buffer."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, ids: torch.Tensor, table: "BufferedGradEmbedding") -> torch.Tensor:
+        ctx.table = table
+        ctx.save_for_backward(ids)
+        return F.embedding(ids, weight, table.padding_idx)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        ids, = ctx.saved_tensors
+        ctx.table.accumulate_rows(ids.reshape(-1), grad.reshape(-1, grad.shape[-1]))
+        return None, None, None
 
 
 class BufferedGradEmbedding(nn.Embedding):
     """``nn.Embedding`` whose weight gradient is dense but built in a reused buffer.
 
-    Same arguments as ``nn.Embedding`` (``sparse`` is set internally). Works with
-    ``zero_grad(set_to_none=True)`` (the buffer is reused) and ``set_to_none=False`` (the
-    buffer is zeroed in place and autograd adds the sparse gradient to it). Not for
-    ``DistributedDataParallel``, which reduces gradients in its own hooks: use a plain
-    ``nn.Embedding`` there.
+    Same arguments as ``nn.Embedding`` (without ``sparse``, ``max_norm`` or
+    ``scale_grad_by_freq``). The backward pass sets ``weight.grad`` to the buffer itself
+    (returning it through autograd would make autograd copy it, since the module keeps a
+    reference). Works with ``zero_grad(set_to_none=True)`` (only the rows written the step
+    before are cleared) and ``set_to_none=False`` (the buffer is zeroed in place), with several
+    lookups per step, and with other gradients of the weight (an l2 term): a buffer written by
+    anything but this module is cleared in full. Not for ``DistributedDataParallel``, which
+    reduces gradients in its own hooks: use a plain ``nn.Embedding`` there.
     """
 
     def __init__(self, *args, **kwargs) -> None:
-        kwargs["sparse"] = True
+        for option in ("sparse", "max_norm", "scale_grad_by_freq"):
+            if kwargs.get(option):
+                raise ValueError(f"BufferedGradEmbedding does not support {option}={kwargs[option]!r}")
         super().__init__(*args, **kwargs)
         self._grad_buffer: torch.Tensor | None = None
-        self._grad_rows: torch.Tensor | None = None
-        self._hooked_weight_id: int | None = None
+        self._grad_rows: list[torch.Tensor] = []  # rows written since the buffer was last cleared
+        self._known_version = -1  # the buffer's version after this module last wrote it
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        # (re-)attach the hook to the current weight: a deep copy or a replaced weight has none
-        if self._hooked_weight_id != id(self.weight):
-            self.weight.register_post_accumulate_grad_hook(self._densify)
-            self._hooked_weight_id = id(self.weight)
-            self._grad_buffer = self._grad_rows = None
-        return super().forward(ids)
+        if not torch.is_grad_enabled() or not self.weight.requires_grad:
+            return F.embedding(ids, self.weight, self.padding_idx)
+        return _BufferedLookup.apply(self.weight, ids, self)
 
-    def _densify(self, weight: torch.Tensor) -> None:
-        grad = weight.grad
-        if grad is None or not grad.is_sparse:
-            return  # already dense (the buffer after zero_grad(set_to_none=False), or an l2 term)
+    def accumulate_rows(self, rows: torch.Tensor, values: torch.Tensor) -> None:
+        """Add ``values[i]`` to row ``rows[i]`` of the weight's gradient (padding row excluded)."""
+        weight = self.weight
         buffer = self._grad_buffer
         if buffer is None or buffer.shape != weight.shape or buffer.device != weight.device:
             buffer = self._grad_buffer = torch.zeros_like(weight)
-        elif self._grad_rows is not None:
-            buffer.index_fill_(0, self._grad_rows, 0.0)
-        rows = grad._indices()[0]  # duplicates are summed by index_add_; no coalesce needed
-        buffer.index_add_(0, rows, grad._values())
-        self._grad_rows = rows
-        weight.grad = buffer
+            self._grad_rows, self._known_version = [], buffer._version
+        grad = weight.grad
+        if grad is None:  # first lookup of a step after zero_grad(set_to_none=True)
+            if buffer._version != self._known_version:  # written by others since: clear it all
+                buffer.zero_()
+            elif self._grad_rows:
+                buffer.index_fill_(0, torch.cat(self._grad_rows), 0.0)
+            self._grad_rows, self._known_version = [], buffer._version
+            weight.grad = grad = buffer
+        # the buffer holds zeros outside self._grad_rows exactly while its version is known
+        known = grad is buffer and buffer._version == self._known_version
+        grad.index_add_(0, rows, values.to(grad.dtype))
+        if self.padding_idx is not None:
+            grad[self.padding_idx] = 0.0
+        if known:
+            self._grad_rows.append(rows)
+            self._known_version = buffer._version
+        elif grad is buffer:  # zeroed in place or added to by another gradient: clear it all next
+            self._grad_rows = []

@@ -495,8 +495,7 @@ class KNI(KnowledgeRecommender):
         members = rows[torch.argsort(bucket, stable=True)].split(counts)
         for key, bucket_rows in zip(keys.tolist(), members):
             width_u, width_v = 1 << (key // 64), 1 << (key % 64)
-            per_row = ((width_u + width_v) * self.embedding_size + 3 * width_u * width_v
-                       + 2 * self.n_eval * self.hop_samples[0] * width_v)
+            per_row = (width_u + width_v) * self.embedding_size + 3 * width_u * width_v + 4 * self.n_eval * width_v
             yield from bucket_rows.split(max(1, _EVAL_BLOCK // per_row))
 
     def _padded_lists(self, nodes: torch.Tensor) -> torch.Tensor:
@@ -539,9 +538,10 @@ class KNI(KnowledgeRecommender):
         pair = torch.stack([weights * gram, weights], dim=2)                  # [b, Wu, 2, Wv]
         b, width_u, _, width_v = pair.shape
         n_s, k = slots_u.shape[1:]
-        rows = (torch.arange(b, device=pair.device).view(b, 1, 1) * width_u + slots_u.long() + 1).view(-1)
-        per_sampling = pair.view(b * width_u, 2 * width_v).index_select(0, rows)
-        per_sampling = per_sampling.view(b, n_s, k, 2, width_v).sum(2) + pair[:, :1]  # [b, S, 2, Wv]
+        rows = (torch.arange(b, device=pair.device).view(b, 1, 1) * width_u + slots_u.long() + 1).view(-1, k)
+        # embedding_bag gathers and sums the k rows of each sampling in one pass
+        per_sampling = F.embedding_bag(rows, pair.view(b * width_u, 2 * width_v), mode="sum")
+        per_sampling = per_sampling.view(b, n_s, 2, width_v) + pair[:, :1]   # [b, S, 2, Wv]
         columns = (slots_v.long() + 1).unsqueeze(2).expand(b, n_s, 2, k)
         numerator, denominator = (per_sampling.gather(3, columns).sum(3) + per_sampling[..., 0]).unbind(2)
         return torch.sigmoid(numerator / denominator).mean(dim=1)
