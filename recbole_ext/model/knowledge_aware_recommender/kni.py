@@ -375,7 +375,8 @@ class KNI(KnowledgeRecommender):
         n_elements = shape.numel()
         if self.dropout_prob != 0.5 or n_elements % 8:
             return torch.rand(shape, device=device, dtype=dtype).ge_(self.dropout_prob).mul_(scale)
-        words = torch.randint(-2 ** 63, 2 ** 63 - 1, (-(-n_elements // 64),), dtype=torch.int64, device=device)
+        n_words = -(-n_elements // 64)
+        words = torch.randint(-2 ** 63, 2 ** 63 - 1, (n_words,), dtype=torch.int64, device=device)
         shifts = torch.arange(8, dtype=torch.uint8, device=device)
         bits = (words.view(torch.uint8)[:n_elements // 8].unsqueeze(1) >> shifts).bitwise_and_(1)
         return bits.view(shape).to(dtype).mul_(scale)
@@ -474,7 +475,7 @@ class KNI(KnowledgeRecommender):
         keys = torch.rand(n_groups * n_s, self.max_degree, device=nodes.device)
         columns = keys.topk(k, dim=1).indices.view(n_groups, n_s * k)
         group = torch.arange(len(nodes), device=nodes.device) // _SAMPLING_GROUP_ROWS
-        # one flat gather: ~8x faster than 2-d advanced indexing into the 96k x 1024 table
+        # one flat gather: ~8x faster than 2-d advanced indexing into the [n_nodes, max_degree] slots
         flat = nodes.unsqueeze(1) * self.max_degree + columns[group]
         return self.neighbor_slots.view(-1).index_select(0, flat.view(-1)).view(len(nodes), n_s, k)
 
@@ -495,7 +496,8 @@ class KNI(KnowledgeRecommender):
         members = rows[torch.argsort(bucket, stable=True)].split(counts)
         for key, bucket_rows in zip(keys.tolist(), members):
             width_u, width_v = 1 << (key // 64), 1 << (key % 64)
-            per_row = (width_u + width_v) * self.embedding_size + 3 * width_u * width_v + 4 * self.n_eval * width_v
+            per_row = ((width_u + width_v) * self.embedding_size + 3 * width_u * width_v
+                       + 4 * self.n_eval * width_v)
             yield from bucket_rows.split(max(1, _EVAL_BLOCK // per_row))
 
     def _padded_lists(self, nodes: torch.Tensor) -> torch.Tensor:
@@ -538,7 +540,8 @@ class KNI(KnowledgeRecommender):
         pair = torch.stack([weights * gram, weights], dim=2)                  # [b, Wu, 2, Wv]
         b, width_u, _, width_v = pair.shape
         n_s, k = slots_u.shape[1:]
-        rows = (torch.arange(b, device=pair.device).view(b, 1, 1) * width_u + slots_u.long() + 1).view(-1, k)
+        first_row = torch.arange(b, device=pair.device).view(b, 1, 1) * width_u
+        rows = (first_row + slots_u.long() + 1).view(-1, k)
         # embedding_bag gathers and sums the k rows of each sampling in one pass
         per_sampling = F.embedding_bag(rows, pair.view(b * width_u, 2 * width_v), mode="sum")
         per_sampling = per_sampling.view(b, n_s, 2, width_v) + pair[:, :1]   # [b, S, 2, Wv]
