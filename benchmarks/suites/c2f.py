@@ -145,6 +145,9 @@ MODELS = {  # run label -> settings; the label names the model unless it is in V
     "LEGCF-private": LEGCF_SETTINGS | {"n_anchors": 20000, "n_compositions": 1, "assignment_init": "random"},
     "LEGCF-private-plain": LEGCF_SETTINGS | {"n_anchors": 20000, "n_compositions": 1,
                                              "assignment_init": "random", "anchors_in_graph": False},
+    # the official code's five negatives per positive instead of the suite's one
+    "LEGCF-neg5": LEGCF_SETTINGS | {"train_neg_sample_args": {"distribution": "uniform", "sample_num": 5,
+                                                              "alpha": 1.0, "dynamic": False, "candidate_num": 0}},
     "C2F": {"stage": ["fine"], "n_anchors": 300, "n_compositions": 2, "anchor_weight": 0.5,
             "l2_penalty_factor": 5.0, "n_fine_anchors": 100, "n_fine_compositions": 4,
             "sparse_pca_components": 80, "soft_threshold": 1.0, "bridge_weight": 0.2},
