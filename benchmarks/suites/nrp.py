@@ -68,7 +68,9 @@ AUTOENCODERS = ["DHA", "NRPDHA", "ASDAE", "NRPaSDAE"]
 # NRP-direct's validation RMSE bottoms out after 4-8 epochs (seed 2020, table2 settings).
 FULL_EPOCHS = {"BiasedMF": 40, "NRP": 20, **{m: 3 for m in AUTOENCODERS}}
 # variant label -> NRP-direct settings on top of the table2 preset (part ``variants``)
-VARIANTS = {"NRP-direct, target masked": {"mask_target_rating": True}}
+VARIANTS = {"NRP-direct, target masked": {"mask_target_rating": True},
+            # the paper trains with Keras and gives no batch size: Keras' default is 32
+            "NRP-direct, batch 32": {"train_batch_size": 32}}
 VARIANT_KEYS = {label: f"variant{i}" for i, label in enumerate(VARIANTS, 1)}
 FULL_STOPPING = 3
 QUICK_EPOCHS = 1
