@@ -136,6 +136,18 @@ def mean_std(values: list[float]) -> str:
     return f"{np.mean(values):.4f} ± {np.std(values):.4f}"
 
 
+def uniform_negatives(n: int) -> dict:
+    """RecBole's ``train_neg_sample_args`` for ``n`` uniform negatives per positive."""
+    return {"distribution": "uniform", "sample_num": n, "alpha": 1.0, "dynamic": False, "candidate_num": 0}
+
+
+def base_run_config() -> dict:
+    """Settings every benchmark run shares: GPU when present, no progress bars, checkpoints
+    under ``saved/benchmarks``, data under ``DATASET_DIR``."""
+    return {"use_gpu": use_gpu(), "show_progress": False, "state": "INFO",
+            "checkpoint_dir": str(REPO_ROOT / "saved" / "benchmarks"), "data_path": str(DATASET_DIR)}
+
+
 def run_one(model: str, dataset: str, config_dict: dict | None = None, preset: str | None = None,
             config_file_list: list[str] | None = None) -> dict:
     """One training run through ``run_recbole_ext`` (best-valid checkpoint tested).
@@ -144,10 +156,7 @@ def run_one(model: str, dataset: str, config_dict: dict | None = None, preset: s
     """
     from recbole_ext.quick_start import run_recbole_ext
 
-    config = {"use_gpu": use_gpu(), "show_progress": False, "state": "INFO",
-              "checkpoint_dir": str(REPO_ROOT / "saved" / "benchmarks"),
-              "data_path": str(DATASET_DIR)}
-    config.update(config_dict or {})
+    config = base_run_config() | (config_dict or {})
     print(f"--> {model} on {dataset} (preset={preset}) {config_dict or ''}", flush=True)
     start = time.perf_counter()
     result = run_recbole_ext(model=model, dataset=dataset, config_dict=config, preset=preset,

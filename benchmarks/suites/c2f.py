@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import (DATASET_DIR, REPO_ROOT, ResultStore, ensure_converted, pyplot, run_one,
-                               save_figure)
+                               save_figure, uniform_negatives)
 
 SEED = 2020
 EMBEDDING_SIZE = 128
@@ -122,8 +122,7 @@ def common_config(size: dict, seed: int) -> dict:
         "eval_batch_size": 2**23,  # full ranking: users per batch = this // n_items
         "learning_rate": size["learning_rate"], "metrics": ["Recall", "NDCG"],
         "topk": [5, 10, 20, 50], "valid_metric": "NDCG@20",
-        "train_neg_sample_args": {"distribution": "uniform", "sample_num": size["negatives"],
-                                  "alpha": 1.0, "dynamic": False, "candidate_num": 0},
+        "train_neg_sample_args": uniform_negatives(size["negatives"]),
     }
 
 
@@ -146,8 +145,7 @@ MODELS = {  # run label -> settings; the label names the model unless it is in V
     "LEGCF-private-plain": LEGCF_SETTINGS | {"n_anchors": 20000, "n_compositions": 1,
                                              "assignment_init": "random", "anchors_in_graph": False},
     # the official code's five negatives per positive instead of the suite's one
-    "LEGCF-neg5": LEGCF_SETTINGS | {"train_neg_sample_args": {"distribution": "uniform", "sample_num": 5,
-                                                              "alpha": 1.0, "dynamic": False, "candidate_num": 0}},
+    "LEGCF-neg5": LEGCF_SETTINGS | {"train_neg_sample_args": uniform_negatives(5)},
     "C2F": {"stage": ["fine"], "n_anchors": 300, "n_compositions": 2, "anchor_weight": 0.5,
             "l2_penalty_factor": 5.0, "n_fine_anchors": 100, "n_fine_compositions": 4,
             "sparse_pca_components": 80, "soft_threshold": 1.0, "bridge_weight": 0.2},

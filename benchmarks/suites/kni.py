@@ -47,7 +47,8 @@ import sys
 import numpy as np
 import torch
 
-from benchmarks.common import ResultStore, ensure_converted, mean_std, pyplot, run_one, save_figure
+from benchmarks.common import (ResultStore, ensure_converted, mean_std, pyplot, run_one, save_figure,
+                               uniform_negatives)
 
 DATASET = "book-crossing-kni"
 SEEDS = [2020, 2021, 2022]
@@ -73,9 +74,7 @@ PROTOCOL = {
     "stopping_step": 10,
     "eval_batch_size": 1024,
 }
-PAIRWISE = {"train_neg_sample_args": {"distribution": "uniform", "sample_num": 1, "alpha": 1.0,
-                                      "dynamic": False, "candidate_num": 0},
-            "train_batch_size": 1024}
+PAIRWISE = {"train_neg_sample_args": uniform_negatives(1), "train_batch_size": 1024}
 # label -> (model, preset, extra config); KNI runs take everything else from the preset
 RUNS: dict[str, tuple[str, str | None, dict]] = {
     "KNI-ni1": ("KNI", "kni-book-crossing", {}),
@@ -127,7 +126,7 @@ def build_for_timing(label: str, seed: int = 2020):
     """``(trainer, train_data, valid_data)`` of one suite run, built as ``run_one`` builds it."""
     from recbole.utils import init_seed
 
-    from benchmarks.common import DATASET_DIR, REPO_ROOT
+    from benchmarks.common import base_run_config
     from recbole_ext.config import Config
     from recbole_ext.data import create_dataset, data_preparation
     from recbole_ext.quick_start import build_model
@@ -136,9 +135,9 @@ def build_for_timing(label: str, seed: int = 2020):
     model, preset, extra = RUNS[label]
     if preset is None:
         use_labeled_data_for(model)
-    config = Config(model=model, dataset=DATASET, preset=preset, config_dict=dict(
-        extra, seed=seed, dataset=DATASET, show_progress=False, use_gpu=False,
-        checkpoint_dir=str(REPO_ROOT / "saved" / "benchmarks"), data_path=str(DATASET_DIR)))
+    # on the CPU even where a GPU is present: the comparison is of one CPU thread each
+    config = Config(model=model, dataset=DATASET, preset=preset,
+                    config_dict=base_run_config() | dict(extra, seed=seed, dataset=DATASET, use_gpu=False))
     init_seed(seed, config["reproducibility"])
     train_data, valid_data, _ = data_preparation(config, create_dataset(config))
     init_seed(seed, config["reproducibility"])

@@ -321,7 +321,12 @@ class KNI(KnowledgeRecommender):
     @property
     def neighbor_table(self) -> torch.Tensor:
         """The ``[n_nodes, max_degree]`` table of neighbour node ids (materialised; for inspection)."""
-        return self.neighbor_list[self.neighbor_ptr[:-1].unsqueeze(1) + self.neighbor_slots.long()]
+        return self.slot_nodes(torch.arange(self.n_nodes, device=self.neighbor_slots.device), self.neighbor_slots)
+
+    def slot_nodes(self, nodes: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        """Node ids at list positions ``slots`` (``[*nodes.shape, ...]``) of each node's neighbours."""
+        start = self.neighbor_ptr[nodes].view(*nodes.shape, *([1] * (slots.dim() - nodes.dim())))
+        return self.neighbor_list[start + slots.long()]
 
     def sample_neighbors(self, nodes: torch.Tensor, k: int) -> torch.Tensor:
         """``k`` neighbours of each node: ``nodes`` ``[S, ...]`` -> ``[S, ..., k]``.
@@ -336,8 +341,7 @@ class KNI(KnowledgeRecommender):
         # first k of a permutation, 20x cheaper than a full argsort of the 1024 columns
         columns = keys.topk(k, dim=1).indices
         columns = columns.view(n_samplings, *([1] * (nodes.dim() - 1)), k)
-        slots = self.neighbor_slots[nodes.unsqueeze(-1), columns]
-        return self.neighbor_list[self.neighbor_ptr[nodes].unsqueeze(-1) + slots]
+        return self.slot_nodes(nodes, self.neighbor_slots[nodes.unsqueeze(-1), columns])
 
     def neighborhood(self, nodes: torch.Tensor) -> torch.Tensor:
         """``N_x`` for centre nodes ``[S, B]`` -> ``[S, B, k1 + 1, d]`` (one sampling per S)."""
@@ -403,8 +407,8 @@ class KNI(KnowledgeRecommender):
         user_nodes = self.user_nodes(users).expand(n_samplings, -1)
         item_nodes = items.expand(n_samplings, -1)
         if len(self.hop_samples) == 1:
-            # one lookup for both sides: autograd then builds one sparse gradient instead of
-            # adding two (a zero-filled copy of both that took a quarter of a CPU epoch)
+            # one lookup for both sides: with a plain nn.Embedding (DDP) two lookups make autograd
+            # add two table-sized gradients, a copy that took a quarter of a CPU epoch
             ids = torch.stack([self.neighborhood_ids(user_nodes), self.neighborhood_ids(item_nodes)])
             hood_u, hood_v = self.dropout(self.embedding(ids))
         else:
@@ -453,8 +457,7 @@ class KNI(KnowledgeRecommender):
             probs[rows] = self._gram_probs(user_nodes[rows], items[rows], slots_u[rows], slots_v[rows])
         # and Gram rows whose sampled pairs all underflow exp() (0 / 0: an extreme score spread)
         rows = (~gram | ~torch.isfinite(probs)).nonzero().squeeze(1)
-        per_row = 2 * self.n_eval * self.nodes_per_neighborhood() * self.embedding_size
-        for block in rows.split(max(1, _EVAL_BLOCK // per_row)):
+        for block in rows.split(self._direct_block_rows()):
             probs[block] = self._direct_probs(user_nodes[block], items[block], slots_u[block],
                                               slots_v[block])
         return probs
@@ -462,8 +465,7 @@ class KNI(KnowledgeRecommender):
     def _predict_sampled(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Two hops (or training mode): ``n_eval`` forward passes batched, in row blocks under
         ``_EVAL_BLOCK`` elements, each block with its own column permutations."""
-        per_row = 2 * self.n_eval * self.nodes_per_neighborhood() * self.embedding_size
-        rows = max(1, _EVAL_BLOCK // per_row)
+        rows = self._direct_block_rows()
         return torch.cat([torch.sigmoid(self.forward(u, i, self.n_eval)).mean(dim=0)
                           for u, i in zip(users.split(rows), items.split(rows))])
 
@@ -558,8 +560,13 @@ class KNI(KnowledgeRecommender):
 
     def _hood_ids(self, nodes: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
         """``[b], [b, S, k] -> [b, S, k + 1]`` node ids: centre, then the sampled neighbours."""
-        neighbours = self.neighbor_list[self.neighbor_ptr[nodes].view(-1, 1, 1) + slots.long()]
+        neighbours = self.slot_nodes(nodes, slots)
         return torch.cat([nodes.view(-1, 1, 1).expand(-1, slots.shape[1], 1), neighbours], dim=2)
+
+    def _direct_block_rows(self) -> int:
+        """Rows whose ``n_eval`` neighbourhoods of both sides stay under ``_EVAL_BLOCK`` elements."""
+        per_row = 2 * self.n_eval * self.nodes_per_neighborhood() * self.embedding_size
+        return max(1, _EVAL_BLOCK // per_row)
 
     def nodes_per_neighborhood(self) -> int:
         """Embeddings gathered per node and sampling: ``k1 + 1``, plus ``k1 * k2`` for two hops."""
