@@ -172,6 +172,36 @@ def test_mask_target_rating_hides_exactly_the_predicted_rating(make_config):
     assert torch.isfinite(loss)
 
 
+def test_rating_input_dropout_drops_entries_in_training_only(make_config):
+    _, _, model, (train, _, _) = pipeline(make_config, "NRP", use_side_info=False, rating_input_dropout=0.25)
+    tower = model.user_tower
+    seen = []
+    tower.rating_encoder.first.register_forward_hook(lambda _m, args, _out: seen.append(args))
+    users = torch.arange(1, model.n_users).repeat(40)
+    tower(users)
+    ratings, keep = seen[-1]
+    torch.testing.assert_close(torch.unique(keep), torch.tensor([0.0, 1.0 / 0.75]))
+    assert abs(float((keep == 0).float().mean()) - 0.25) < 0.02
+    model.eval()
+    tower(users)
+    assert seen[-1][1] is None, "evaluation sees the whole rating vector"
+    with pytest.raises(ValueError, match="'rating_input_dropout' parameter of NRP"):
+        pipeline(make_config, "NRP", rating_input_dropout=1.0)
+
+
+def test_clip_predictions_bounds_predictions_to_the_training_ratings(make_config):
+    _, _, model, (train, _, _) = pipeline(make_config, "NRP", clip_predictions=True)
+    assert model.rating_range == (1.0, 5.0)
+    with torch.no_grad():
+        model.predictor[-1].bias.fill_(100.0)
+    model.eval()
+    batch = next(iter(train))
+    with torch.no_grad():
+        assert torch.all(model.predict(batch) == 5.0)
+        assert torch.all(model.full_sort_predict(batch) == 5.0)
+        assert torch.all(model.forward(batch["user_id"], batch["item_id"]) > 5.0), "the loss sees the raw output"
+
+
 @pytest.mark.parametrize("model_name", ["NRP", "NRPDHA", "ASDAE"])
 def test_missing_side_field_is_named(make_config, model_name):
     with pytest.raises(ValueError, match="'release_year'.*load_col\\['item'\\]"):
@@ -216,6 +246,7 @@ def test_alternating_trainer_moves_mf_factors_only_in_the_mf_step(make_config):
 
 @pytest.mark.parametrize(("preset", "model", "learner", "rate", "layers"), [
     ("nrp-ml-100k", "NRP", "rmsprop", 1.0e-3, [500, 200, 100]),
+    ("nrp-ml-100k-averaged", "NRP", "rmsprop", 1.0e-3, [500, 200, 100]),
     ("nrp-ml-1m", "NRP", "sgd", 5.0e-4, [1000, 500, 300, 100]),
     ("nrp-ml-1m-nrpasdae", "NRPaSDAE", "rmsprop", 1.0e-3, [1000, 500, 300, 100]),
     ("nrp-ml-1m-nrpdha", "NRPDHA", "rmsprop", 1.0e-3, [1000, 500, 300, 100]),

@@ -1,6 +1,6 @@
 """NRP family (seed 003, arXiv:2010.06070): Table 2 / Table 4 / Table 5 on MovieLens.
 
-Parts (``--only`` takes part names or model names):
+Parts (``--only`` takes part names, model names or variant keys ``variant1``...):
 
 - ``table2``: ml-100k (RecBole's bundled atomic files, with ``.user`` and ``.item`` for the
   side information), preset ``nrp-ml-100k``: BiasedMF (the paper's MF row), DHA, NRP-DHA,
@@ -12,7 +12,9 @@ Parts (``--only`` takes part names or model names):
   autoencoder models on ratings only as an extra column). BiasedMF has no side input.
 - ``variants``: NRP-direct on the ``table2`` protocol with choices the paper leaves open
   (``VARIANTS``): the rating being predicted left out of both training input vectors
-  (``mask_target_rating``; test ratings are never in them). Every seed.
+  (``mask_target_rating``; test ratings are never in them), batch 32, and the additions of
+  the ``nrp-ml-100k-averaged`` preset (a moving average of the weights, with and without
+  dropout on the training rating vectors). Every seed.
 - ``ml1m``: ml-1m converted by ``dataset_atomic movielens`` from ``../shared/data/raw/ml-1m``,
   presets ``nrp-ml-1m[-<model>]`` (Table 6's ml-1m rows, encoders [1000, 500, 300, 100]).
 
@@ -68,9 +70,23 @@ AUTOENCODERS = ["DHA", "NRPDHA", "ASDAE", "NRPaSDAE"]
 # NRP-direct's validation RMSE bottoms out after 4-8 epochs (seed 2020, table2 settings).
 FULL_EPOCHS = {"BiasedMF": 40, "NRP": 20, **{m: 3 for m in AUTOENCODERS}}
 # variant label -> NRP-direct settings on top of the table2 preset (part ``variants``)
+AVERAGED_PRESET = "nrp-ml-100k-averaged"
+
+
+def preset_additions(preset: str, base: str = "nrp-ml-100k") -> dict:
+    """The keys of ``preset`` that ``base`` lacks or sets differently (one source for both)."""
+    from recbole_ext.config import load_yaml_file, resolve_preset
+
+    extra, plain = load_yaml_file(resolve_preset(preset)), load_yaml_file(resolve_preset(base))
+    return {k: v for k, v in extra.items() if plain.get(k, object()) != v}
+
+
 VARIANTS = {"NRP-direct, target masked": {"mask_target_rating": True},
             # the paper trains with Keras and gives no batch size: Keras' default is 32
-            "NRP-direct, batch 32": {"train_batch_size": 32}}
+            "NRP-direct, batch 32": {"train_batch_size": 32},
+            "NRP-direct, weight average": {k: v for k, v in preset_additions(AVERAGED_PRESET).items()
+                                           if k != "rating_input_dropout"},
+            f"NRP-direct, weight average + input dropout ({AVERAGED_PRESET})": preset_additions(AVERAGED_PRESET)}
 VARIANT_KEYS = {label: f"variant{i}" for i, label in enumerate(VARIANTS, 1)}
 FULL_STOPPING = 3
 QUICK_EPOCHS = 1
@@ -136,6 +152,9 @@ def plan(quick: bool, seeds: list[int] | None, only: list[str] | None) -> list[t
             jobs += [("ml1m", m, s) for s in first for m in direct + encoders]
     parts = [p for p in ("table2", "noside", "variants", "ml1m") if only and p in only]
     models = [m for m in MODELS if only and m in only]
+    variants = [label for label, key in VARIANT_KEYS.items() if only and key in only]
+    if variants:
+        return [(p, m, s) for p, m, s in jobs if p == "variants" and m in variants]
     return [(p, m, s) for p, m, s in jobs
             if (not parts or p in parts) and (not models or m in models or (p == "variants" and "NRP" in models))]
 
@@ -223,7 +242,7 @@ the paper does not say which it did. Validation RMSE per epoch is in `nrp.json`
 (`valid_history`).
 
 Command: `OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python -m benchmarks nrp{' --quick' if quick else ''}`
-(`--only table2 noside variants ml1m` or model names; `--seeds` to change the seeds).
+(`--only table2 noside variants ml1m`, model names or variant keys `variant1`...; `--seeds` to change the seeds).
 """
     header = ["dataset", "side info", "model", "seeds", "RMSE", "prec@25% (%)", "prec@25% incl. (%)",
               "prec@10% (%)", "prec@10% incl. (%)", "MAE",

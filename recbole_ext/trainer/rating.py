@@ -2,7 +2,8 @@
 
 * :class:`RatingTrainer`: RecBole's ``Trainer`` whose evaluation collector also records
   user ids, which precision@p% (:class:`recbole_ext.evaluator.rating_metrics.RatingPrecision`)
-  groups by.
+  groups by, and which can validate, save and test an exponential moving average of the
+  weights (``weight_averaging``, :class:`WeightAverage`).
 * :class:`AlternatingTrainer`: the alternating optimisation of the autoencoder baselines
   with MF terms (aSDAE, DHA; Eq. 1 of Raziperchikolaei et al., arXiv:2010.06070): for
   every batch, first a plain-SGD step on the free representations U, V with the networks
@@ -17,10 +18,67 @@ import torch
 from recbole.trainer import Trainer
 
 from recbole_ext.evaluator.rating_metrics import RatingCollector
+from recbole_ext.utils import check_param
+
+
+class WeightAverage:
+    """Exponential moving average of a model's trainable weights (Polyak averaging).
+
+    After every optimiser step the average moves towards the trained weights,
+    ``a <- decay * a + (1 - decay) * w``. :meth:`use_average` and :meth:`use_trained`
+    swap the two copies in place, so the optimiser keeps pointing at the same tensors.
+    The copy not in the model is ``stored``.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.stored = [p.detach().clone() for p in self.params]
+        self.decay = decay
+        self.in_use = False  # True while the model holds the average
+
+    def update(self) -> None:
+        if self.in_use:
+            raise RuntimeError("WeightAverage.update needs the trained weights in the model")
+        with torch.no_grad():
+            for average, weight in zip(self.stored, self.params):
+                average.lerp_(weight, 1.0 - self.decay)
+
+    def _swap(self) -> None:
+        with torch.no_grad():
+            for other, weight in zip(self.stored, self.params):
+                held = weight.clone()
+                weight.copy_(other)
+                other.copy_(held)
+        self.in_use = not self.in_use
+
+    def use_average(self) -> None:
+        if not self.in_use:
+            self._swap()
+
+    def use_trained(self) -> None:
+        if self.in_use:
+            self._swap()
+
+    def state(self) -> dict:
+        return {"stored": [t.clone() for t in self.stored], "in_use": self.in_use}
+
+    def load_state(self, state: dict) -> None:
+        with torch.no_grad():
+            for mine, saved in zip(self.stored, state["stored"]):
+                mine.copy_(saved)
+        self.in_use = bool(state["in_use"])
 
 
 class RatingTrainer(Trainer):
     """RecBole's trainer with :class:`RatingCollector` (user ids for precision@p%).
+
+    ``weight_averaging`` (decay in [0, 1); 0 or unset: off) keeps a :class:`WeightAverage`
+    of the weights, updated after every optimiser step. Validation, the best checkpoint and
+    the test then use the averaged weights, and training continues from the trained ones.
+    With a noisy optimiser the average is a better model than any single iterate: NRP-direct
+    on ml-100k (RMSprop 1e-3, Table 6) jumps by 0.01-0.03 validation RMSE from epoch to epoch,
+    while its average at decay 0.999 (about 3 epochs of memory at batch 256) improves smoothly.
+    The optimiser never sees the average, so it is not a regulariser of the training path.
 
     ``learner: rmsprop`` takes its decay and epsilon from ``rmsprop_rho`` and
     ``rmsprop_eps`` when they are set. The paper trained with Keras, whose RMSprop
@@ -33,6 +91,36 @@ class RatingTrainer(Trainer):
     def __init__(self, config, model) -> None:
         super().__init__(config, model)
         self.eval_collector = RatingCollector(config)
+        decay = check_param(type(model).__name__, "weight_averaging", config["weight_averaging"] or 0.0,
+                            lambda v: isinstance(v, (int, float)) and 0.0 <= v < 1.0, "a decay in [0, 1)")
+        self.weight_average = WeightAverage(self.model, float(decay)) if decay else None
+        if self.weight_average is not None:
+            self.optimizer.register_step_post_hook(lambda *_: self.weight_average.update())
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        if self.weight_average is not None:
+            self.weight_average.use_trained()
+        return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        # the average stays in the model until the next epoch, so fit's checkpoint holds it
+        if self.weight_average is not None:
+            self.weight_average.use_average()
+        return super()._valid_epoch(valid_data, show_progress=show_progress)
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        result = super().fit(train_data, valid_data, verbose=verbose, saved=saved,
+                             show_progress=show_progress, callback_fn=callback_fn)
+        if self.weight_average is not None:  # a test of the last weights (saved=False) tests the average
+            self.weight_average.use_average()
+        return result
+
+    def extra_checkpoint_state(self) -> dict:
+        return {} if self.weight_average is None else {"weight_average": self.weight_average.state()}
+
+    def load_extra_checkpoint_state(self, state: dict) -> None:
+        if self.weight_average is not None and "weight_average" in state:
+            self.weight_average.load_state(state["weight_average"])
 
     def _build_optimizer(self, **kwargs):
         learner = kwargs.get("learner", self.learner)
@@ -80,7 +168,8 @@ class AlternatingTrainer(RatingTrainer):
         return super()._train_epoch(train_data, epoch_idx, loss_func=alternate, show_progress=show_progress)
 
     def extra_checkpoint_state(self) -> dict:
-        return {"mf_optimizer": self.mf_optimizer.state_dict()}
+        return {**super().extra_checkpoint_state(), "mf_optimizer": self.mf_optimizer.state_dict()}
 
     def load_extra_checkpoint_state(self, state: dict) -> None:
+        super().load_extra_checkpoint_state(state)
         self.mf_optimizer.load_state_dict(state["mf_optimizer"])

@@ -47,6 +47,16 @@ Deviations and choices not fixed by the paper:
     * Weights are Glorot-uniform with zero biases (Keras' default; the paper used Keras).
     * Training rating vectors include the rating being predicted (the paper does not mask
       it); validation and test ratings never enter any input vector.
+
+Options beyond the paper (off by default, so the defaults stay Table 6's setting):
+    * ``rating_input_dropout`` p: during training each entry of a rating vector is dropped
+      with probability p and the kept ones are scaled by 1/(1-p) (inverted dropout on the
+      encoder input, the masking noise of denoising autoencoders).
+    * ``clip_predictions``: predictions are clamped to the range of the training ratings.
+    * ``weight_averaging`` (read by :class:`~recbole_ext.trainer.rating.RatingTrainer`):
+      validate and test an exponential moving average of the weights.
+    With all three NRP-direct reaches the paper's ml-100k RMSE (``nrp-ml-100k-averaged``
+    preset; figures in ``benchmarks/README.md``).
 """
 
 from __future__ import annotations
@@ -80,12 +90,14 @@ class DirectTower(nn.Module):
         activation: a key of :data:`ACTIVATIONS`.
         n_ids: number of ids for an ID-embedding source, or 0 for none.
         id_size: width of the ID embedding.
+        input_dropout: probability of dropping each rating-vector entry during training.
     """
 
     def __init__(self, rows: SparseRatingRows, side: SideInformation | None, layers: list[int],
-                 activation: str, n_ids: int, id_size: int) -> None:
+                 activation: str, n_ids: int, id_size: int, input_dropout: float = 0.0) -> None:
         super().__init__()
         self.rows = rows
+        self.input_dropout = input_dropout
         self.side = side
         self.rating_encoder = SourceEncoder(None, rows.n_cols, layers, activation)
         spec = side.spec if side is not None else []
@@ -102,6 +114,9 @@ class DirectTower(nn.Module):
         """
         ratings = self.rows.gather(ids)
         keep = None if hide is None else (ratings.cols != hide[ratings.rows]).float()
+        if self.training and self.input_dropout > 0:
+            kept = (torch.rand_like(ratings.values) >= self.input_dropout).float() / (1.0 - self.input_dropout)
+            keep = kept if keep is None else keep * kept
         parts = [self.rating_encoder(ratings, keep)]
         if self.side is not None:
             for (field, _, _), encoder in zip(self.side.spec, self.side_encoders):
@@ -141,6 +156,10 @@ class NRP(GeneralRecommender):
         self.mask_target_rating = check_param(name, "mask_target_rating", config["mask_target_rating"],
                                               [True, False])
         norm = check_param(name, "rating_input_norm", config["rating_input_norm"], ["none", "l2"])
+        input_dropout = check_param(name, "rating_input_dropout", config["rating_input_dropout"] or 0.0,
+                                    lambda v: isinstance(v, (int, float)) and 0.0 <= v < 1.0,
+                                    "a probability in [0, 1)")
+        clip = check_param(name, "clip_predictions", config["clip_predictions"] or False, [True, False])
 
         ratings = rating_matrix(dataset, self.LABEL)
         user_side = item_side = None
@@ -148,9 +167,11 @@ class NRP(GeneralRecommender):
             user_side = SideInformation(dataset, "user", config["user_side_fields"] or [], name)
             item_side = SideInformation(dataset, "item", config["item_side_fields"] or [], name)
         self.user_tower = DirectTower(SparseRatingRows(ratings, norm), user_side, layers, activation,
-                                      self.n_users if use_ids else 0, id_size)
+                                      self.n_users if use_ids else 0, id_size, input_dropout)
         self.item_tower = DirectTower(SparseRatingRows(ratings.T, norm), item_side, layers, activation,
-                                      self.n_items if use_ids else 0, id_size)
+                                      self.n_items if use_ids else 0, id_size, input_dropout)
+        labels = dataset.inter_feat[self.LABEL]
+        self.rating_range = (float(labels.min()), float(labels.max())) if clip else None
         joint = self.user_tower.out_features + self.item_tower.out_features
         self.predictor = build_mlp([joint] + prediction, activation, last_activation=False)
         self.loss = nn.MSELoss()
@@ -172,8 +193,11 @@ class NRP(GeneralRecommender):
                                   hide_target=self.mask_target_rating)
         return self.loss(prediction, interaction[self.LABEL])
 
+    def _clipped(self, ratings: torch.Tensor) -> torch.Tensor:
+        return ratings if self.rating_range is None else ratings.clamp(*self.rating_range)
+
     def predict(self, interaction) -> torch.Tensor:
-        return self.forward(interaction[self.USER_ID], interaction[self.ITEM_ID])
+        return self._clipped(self.forward(interaction[self.USER_ID], interaction[self.ITEM_ID]))
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         """Ratings of each user in the batch for every item: ``[B * n_items]``."""
@@ -181,4 +205,4 @@ class NRP(GeneralRecommender):
         items = self.item_tower(torch.arange(self.n_items, device=self.device))  # [n_items, di]
         joint = torch.cat([users.unsqueeze(1).expand(-1, self.n_items, -1),
                            items.unsqueeze(0).expand(len(users), -1, -1)], dim=2)
-        return self.predictor(joint).reshape(-1)
+        return self._clipped(self.predictor(joint).reshape(-1))
