@@ -246,7 +246,7 @@ def test_alternating_trainer_moves_mf_factors_only_in_the_mf_step(make_config):
 
 @pytest.mark.parametrize(("preset", "model", "learner", "rate", "layers"), [
     ("nrp-ml-100k", "NRP", "rmsprop", 1.0e-3, [500, 200, 100]),
-    ("nrp-ml-100k-averaged", "NRP", "rmsprop", 1.0e-3, [500, 200, 100]),
+    ("nrp-ml-100k-averaged", "NRP", "rmsprop", 5.0e-4, [500, 200, 100]),
     ("nrp-ml-1m", "NRP", "sgd", 5.0e-4, [1000, 500, 300, 100]),
     ("nrp-ml-1m-nrpasdae", "NRPaSDAE", "rmsprop", 1.0e-3, [1000, 500, 300, 100]),
     ("nrp-ml-1m-nrpdha", "NRPDHA", "rmsprop", 1.0e-3, [1000, 500, 300, 100]),

@@ -55,8 +55,8 @@ Options beyond the paper (off by default, so the defaults stay Table 6's setting
     * ``clip_predictions``: predictions are clamped to the range of the training ratings.
     * ``weight_averaging`` (read by :class:`~recbole_ext.trainer.rating.RatingTrainer`):
       validate and test an exponential moving average of the weights.
-    With all three NRP-direct reaches the paper's ml-100k RMSE (``nrp-ml-100k-averaged``
-    preset; figures in ``benchmarks/README.md``).
+    With all three and half Table 6's learning rate, NRP-direct reaches the paper's ml-100k
+    RMSE (``nrp-ml-100k-averaged`` preset; figures in ``benchmarks/README.md``).
 """
 
 from __future__ import annotations
