@@ -46,3 +46,8 @@ def positive_int(value: Any) -> bool:
 
 def non_negative_float(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+
+def unit_interval_float(value: Any) -> bool:
+    """A probability or decay in [0, 1)."""
+    return non_negative_float(value) and value < 1

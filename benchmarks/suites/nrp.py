@@ -14,7 +14,8 @@ Parts (``--only`` takes part names, model names or variant keys ``variant1``...)
   (``VARIANTS``): the rating being predicted left out of both training input vectors
   (``mask_target_rating``; test ratings are never in them), batch 32, and the additions of
   the ``nrp-ml-100k-averaged`` preset (a moving average of the weights, with and without
-  dropout on the training rating vectors). Every seed.
+  dropout on the training rating vectors); and MF with the average or run up to 300 epochs
+  (``VARIANT_MODELS``). Every seed.
 - ``ml1m``: ml-1m converted by ``dataset_atomic movielens`` from ``../shared/data/raw/ml-1m``,
   presets ``nrp-ml-1m[-<model>]`` (Table 6's ml-1m rows, encoders [1000, 500, 300, 100]).
 
@@ -69,7 +70,8 @@ AUTOENCODERS = ["DHA", "NRPDHA", "ASDAE", "NRPaSDAE"]
 # NRP-direct ~20 CPU-s per epoch, each autoencoder model ~45-55, MF ~0.5).
 # NRP-direct's validation RMSE bottoms out after 4-8 epochs (seed 2020, table2 settings).
 FULL_EPOCHS = {"BiasedMF": 40, "NRP": 20, **{m: 3 for m in AUTOENCODERS}}
-# variant label -> NRP-direct settings on top of the table2 preset (part ``variants``)
+# variant label -> settings on top of the table2 preset (part ``variants``); the model is
+# NRP-direct unless VARIANT_MODELS names another
 AVERAGED_PRESET = "nrp-ml-100k-averaged"
 
 

@@ -99,10 +99,11 @@ from recbole_ext.model.general_recommender._rating_encoders import (
     check_common,
     check_layers,
     init_dense,
+    keep_mask,
     observed_mse,
     rating_matrix,
 )
-from recbole_ext.utils import check_param, non_negative_float
+from recbole_ext.utils import check_param, non_negative_float, unit_interval_float
 
 
 class AutoencoderTower(nn.Module):
@@ -157,8 +158,8 @@ class AutoencoderTower(nn.Module):
         side_values = [self.side.tokens(f, ids) for f, _, _ in self.side.spec] if self.side else []
         if not (self.training and self.noise_ratio > 0):
             return ratings, None, side_values, [None] * len(side_values)
-        keep = (torch.rand_like(ratings.values) >= self.noise_ratio).float()
-        side_keep = [(torch.rand(v.shape, device=v.device) >= self.noise_ratio).float() for v in side_values]
+        keep = keep_mask(ratings.values, self.noise_ratio)
+        side_keep = [keep_mask(v, self.noise_ratio) for v in side_values]
         return ratings, keep, side_values, side_keep
 
     def _side_sum(self, layer: int, side_values: list, side_keep: list) -> torch.Tensor | float:
@@ -218,7 +219,7 @@ class AutoencoderRatingModel(GeneralRecommender):
         activation = check_param(name, "activation", config["activation"], ACTIVATIONS)
         use_side = check_param(name, "use_side_info", config["use_side_info"], [True, False])
         noise = check_param(name, "noise_ratio", config["noise_ratio"],
-                            lambda v: non_negative_float(v) and v < 1, "a float in [0, 1)")
+                            unit_interval_float, "a float in [0, 1)")
         side_weight = check_param(name, "side_reconstruction_weight", config["side_reconstruction_weight"],
                                   non_negative_float, "a float >= 0")
         self.rating_weight = check_param(name, "rating_weight", config["rating_weight"],

@@ -47,6 +47,12 @@ def init_dense(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def keep_mask(values: torch.Tensor, drop: float) -> torch.Tensor:
+    """``1.0`` where an input entry survives masking noise of probability ``drop``, else ``0.0``
+    (float32, the shape of ``values``, which may hold token ids)."""
+    return (torch.rand(values.shape, device=values.device) >= drop).float()
+
+
 def build_mlp(sizes: Sequence[int], activation: str, last_activation: bool = True) -> nn.Sequential:
     """Fully connected layers ``sizes[0] -> sizes[1] -> ...``.
 

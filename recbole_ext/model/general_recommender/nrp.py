@@ -75,9 +75,10 @@ from recbole_ext.model.general_recommender._rating_encoders import (
     check_common,
     check_layers,
     init_dense,
+    keep_mask,
     rating_matrix,
 )
-from recbole_ext.utils import check_param, positive_int
+from recbole_ext.utils import check_param, positive_int, unit_interval_float
 
 
 class DirectTower(nn.Module):
@@ -115,7 +116,7 @@ class DirectTower(nn.Module):
         ratings = self.rows.gather(ids)
         keep = None if hide is None else (ratings.cols != hide[ratings.rows]).float()
         if self.training and self.input_dropout > 0:
-            kept = (torch.rand_like(ratings.values) >= self.input_dropout).float() / (1.0 - self.input_dropout)
+            kept = keep_mask(ratings.values, self.input_dropout) / (1.0 - self.input_dropout)
             keep = kept if keep is None else keep * kept
         parts = [self.rating_encoder(ratings, keep)]
         if self.side is not None:
@@ -157,8 +158,7 @@ class NRP(GeneralRecommender):
                                               [True, False])
         norm = check_param(name, "rating_input_norm", config["rating_input_norm"], ["none", "l2"])
         input_dropout = check_param(name, "rating_input_dropout", config["rating_input_dropout"] or 0.0,
-                                    lambda v: isinstance(v, (int, float)) and 0.0 <= v < 1.0,
-                                    "a probability in [0, 1)")
+                                    unit_interval_float, "a probability in [0, 1)")
         clip = check_param(name, "clip_predictions", config["clip_predictions"] or False, [True, False])
 
         ratings = rating_matrix(dataset, self.LABEL)
