@@ -71,6 +71,10 @@ def test_rnncce_selection_from_only_and_seeds():
     select = rnncce.Selection(frozenset({"d100-tied"}), (2020, 2021))
     assert select.wants("d100-tied") and not select.wants("d100-untied")
     assert rnncce.Selection().wants("anything")
+    # tau/gamma sweep labels: dim, tau and gamma parsed from the label; plain labels are no sweep
+    sweep = rnncce.SWEEP_LABEL.fullmatch("d100-tied-t5g0.5")
+    assert sweep and (int(sweep[1]), float(sweep[2]), float(sweep[3])) == (100, 5.0, 0.5)
+    assert rnncce.SWEEP_LABEL.fullmatch("d100-tied") is None
     # run labels without a part name would silently run nothing: refused, naming the parts
     with pytest.raises(SystemExit, match="name at least one part"):
         rnncce.main(Namespace(only=["d100-tied"], seeds=None, quick=True, resume=True))

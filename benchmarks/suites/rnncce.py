@@ -24,6 +24,11 @@ Parts (``--only`` takes part names):
 - ``devooght-long`` (only when named): all 5040 training users for up to 4 epochs, validation
   sps@10 after every epoch and the best epoch tested, as kwonmha keeps the best validated model
   of a run that goes on past its 50,000-batch minimum; ``rnncce-devooght-long.json``.
+- Sweep labels (only when named, with a Devooght part): ``d100-tied-t20g1`` runs the d100 tied +
+  KL preset with tau 20 and gamma 1 (any dim 50/100/200, tau, gamma).
+- ``viewed``: the saved checkpoints of the ``devooght-paper`` / ``devooght-long`` runs tested
+  again with every first-half item removed from the ranking (``exclude_viewed: True``,
+  Devooght's test.py default); ``rnncce-viewed.json`` / ``.md``.
 - ``beauty-ab``: one epoch each of the Beauty untied and tied + KL runs, alternated twice.
 - ``beauty``: Amazon Beauty with RecBole's leave-one-out protocol; RNNCCE dim 100 untied vs
   tied (+KL), and GRU4Rec.
@@ -45,6 +50,7 @@ Results: ``benchmarks/results/rnncce-<part>[_quick].json`` (one per part), a com
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -91,6 +97,9 @@ DEVOOGHT_OUTPUTS = {  # row label -> (preset output, overrides, dims run)
     "untied": ("untied", {}, (50, 100, 200)), "tied": ("tied", {}, (50, 100, 200)),
     "tied-nokl": ("tied", {"tying_loss": "none"}, (100,)),
     "tied-tgrad": ("tied", {"tying_target_grad": True}, (100,))}
+# Named-only runs of the tied + KL preset with another tau and gamma: ``d100-tied-t5g1`` is dim 100,
+# tau 5, gamma 1 (the KL term's weight is gamma * tau).
+SWEEP_LABEL = re.compile(r"d(50|100|200)-tied-t(\d+(?:\.\d+)?)g(\d+(?:\.\d+)?)")
 DEVOOGHT_LABELS = {"untied": "untied", "tied": "tied + KL", "tied-nokl": "tied, no KL",
                    "tied-tgrad": "tied + KL, target grad"}
 
@@ -264,6 +273,15 @@ def run_devooght(store: ResultStore, quick: bool, select: Selection, size: str |
                                      {"seed": seed, "epochs": n_epochs, **overrides}, preset=preset)
                     store.add(key(f"d{dim}-{label}"),
                               summary(result) | {"dim": dim, "output": label, "seed": seed, **budget})
+        for label in sorted(select.labels):
+            sweep = SWEEP_LABEL.fullmatch(label)
+            if sweep and wanted(label):
+                dim, tau, gamma = int(sweep[1]), float(sweep[2]), float(sweep[3])
+                overrides = {"tying_temperature": tau, "tying_gamma": gamma}
+                result = run_one("RNNCCE", dataset, {"seed": seed, "epochs": n_epochs, **overrides},
+                                 preset=f"rnncce-ml-1m-d{dim}-tied")
+                store.add(key(label), summary(result) | {"dim": dim, "output": "tied-sweep", "seed": seed,
+                                                         **overrides, **budget})
         if wanted("GRU4Rec"):
             preset = load_yaml_file(PROPERTIES_DIR / "paper" / "rnncce-ml-1m-d100-tied.yaml")
             settings = {k: v for k, v in preset.items() if k not in RNNCCE_ONLY_KEYS}
@@ -321,10 +339,75 @@ def run_timing_ab(store: ResultStore, quick: bool, select: Selection) -> None:
             store.add(key, summary(run_one(model, dataset, config)))
 
 
+VIEWED_SOURCES = ("devooght-paper", "devooght-long")  # parts whose runs ``viewed`` re-tests
+
+
+def _checkpoint_run(ckpt: dict, exclude_viewed: bool):
+    """Config of a saved Devooght run, with the first half in or out of the ranking."""
+    from recbole_ext.config import Config
+
+    external = dict(ckpt["external_config"], exclude_viewed=exclude_viewed, state="ERROR",
+                    show_progress=False)
+    return Config(model=ckpt["model"], dataset=ckpt["dataset"], config_dict=external,
+                  preset=ckpt.get("preset"))
+
+
+def _retest(ckpt: dict, exclude_viewed: bool, loaders: dict) -> dict:
+    """Test metrics of a checkpoint's weights; ``loaders`` caches (train, test) per protocol."""
+    from recbole_ext.data import create_dataset, data_preparation
+    from recbole_ext.registry import get_model, get_trainer
+
+    config = _checkpoint_run(ckpt, exclude_viewed)
+    if exclude_viewed not in loaders:  # the data and its split do not depend on the model
+        train, _, test = data_preparation(config, create_dataset(config))
+        loaders[exclude_viewed] = (train, test)
+    train, test = loaders[exclude_viewed]
+    model = get_model(config["model"])(config, train._dataset)
+    model.load_state_dict(ckpt["state_dict"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer.eval_collector.data_collect(train)
+    result = trainer.evaluate(test, load_best_model=False, show_progress=False)
+    return {key: round(float(value), 4) for key, value in result.items()}
+
+
+def run_viewed(store: ResultStore, quick: bool, select: Selection) -> None:
+    """Every saved checkpoint of the ``devooght-paper`` / ``devooght-long`` runs tested again with
+    ``exclude_viewed: True`` (the whole first half removed from the ranking, as Devooght's
+    test.py does by default; kwonmha's TensorFlow top-k keeps it, and so do the presets).
+
+    A checkpoint is matched to its run by testing it again under the presets' protocol: the
+    result must equal the run's recorded test result, so a checkpoint of an older code version
+    or another run cannot be attributed by mistake.
+    """
+    from benchmarks.common import REPO_ROOT
+    from recbole_ext.compat import load_checkpoint
+
+    records = {key: rec for part in VIEWED_SOURCES
+               for key, rec in ResultStore(f"rnncce-{part}", quick=quick).records.items()}
+    loaders: dict = {}
+    for path in sorted((REPO_ROOT / "saved" / "benchmarks").glob("RNNCCE-ml-1m-devooght-[A-Z]*.pth")):
+        ckpt = load_checkpoint(path)
+        seed, dim = ckpt["external_config"].get("seed"), ckpt["external_config"].get("embedding_size")
+        candidates = [key for key, rec in records.items() if not store.done(f"viewed/{key}")
+                      and rec.get("seed") == seed and rec.get("dim") == dim]
+        if not candidates:
+            continue
+        kept = _retest(ckpt, False, loaders)
+        match = [key for key in candidates
+                 if all(abs(records[key]["test_result"][k] - kept[k]) < 1e-4 for k in kept)]
+        if len(match) == 1:
+            key = match[0]
+            store.add(f"viewed/{key}", {**{k: records[key].get(k) for k in ("dim", "output", "seed", "epochs_trained")},
+                            "test_result_with_viewed": kept,
+                            "test_result_excluding_viewed": _retest(ckpt, True, loaders),
+                            "checkpoint": path.name})
+            print(f"{key}: {path.name}", flush=True)
+
+
 PARTS = {"profile": run_profile, "timing": run_timing, "ab": run_timing_ab, "devooght": run_devooght,
          "devooght-paper": partial(run_devooght, size="paper"),
          "devooght-long": partial(run_devooght, size="long"),
-         "beauty": run_beauty, "beauty-ab": run_beauty_ab}
+         "beauty": run_beauty, "beauty-ab": run_beauty_ab, "viewed": run_viewed}
 
 
 def main(args) -> None:
@@ -374,6 +457,8 @@ def write_tables(quick: bool) -> None:
     rows = []
     for key, rec in records.items():
         part, name = key.split("/", 1)
+        if part == "viewed":
+            continue  # its own table, below
         if part == "profile":
             text, epoch = _profile_cells(rec)
             rows.append([part, name, "", "", "", "", text, epoch, "", ""])
@@ -409,12 +494,35 @@ def write_tables(quick: bool) -> None:
         "GRU4Rec and RNNCCE epochs; run labels (`d50-tied`, `GRU4Rec`, ...) restrict the Devooght "
         "runs, so two processes can share a table.")
     store.write_markdown("RNN-CCE: weight tying (seed 002) and epoch cost", header, rows, notes)
+    write_viewed_table(records, quick)
     plot_devooght(records, store.path(f"rnncce-devooght{'_quick' if quick else ''}.png"), users, epochs)
     if not quick:
         for size, part in DEVOOGHT_PARTS.items():
             n_epochs = DEVOOGHT_BUDGET[size][1]  # both named-only parts train all 5040 users
             plot_devooght(records, store.path(f"rnncce-{part}.png"), "all 5040",
                           n_epochs if n_epochs == 1 else f"up to {n_epochs}", part=part)
+
+
+def write_viewed_table(records: dict, quick: bool) -> None:
+    """``rnncce-viewed.md``: the Devooght runs tested with and without the first half ranked."""
+    rows = []
+    for key, rec in sorted(records.items()):
+        if key.startswith("viewed/"):
+            kept, excluded = rec["test_result_with_viewed"], rec["test_result_excluding_viewed"]
+            rows.append([key.split("/", 1)[1], rec["seed"], _pct(kept, "sps@10"), _pct(kept, "recall@10"),
+                         _pct(excluded, "sps@10"), _pct(excluded, "recall@10"), rec["checkpoint"]])
+    if not rows:
+        return
+    header = ["run", "seed", "sps@10 % (viewed ranked)", "recall@10 % (viewed ranked)",
+              "sps@10 % (viewed excluded)", "recall@10 % (viewed excluded)", "checkpoint"]
+    notes = ("The saved best checkpoints of the devooght-paper and devooght-long runs, tested twice on "
+             "the same 500 test users: as the presets do (kwonmha's TensorFlow top-k, items of the "
+             "first half may be recommended; equal to the run's recorded result, which is how a "
+             "checkpoint is matched to its run) and with `exclude_viewed: True` (every first-half item "
+             "removed from the ranking, Devooght's test.py default). Reproduce: `python -m benchmarks "
+             "rnncce --only viewed` after the devooght-paper / devooght-long runs.")
+    ResultStore("rnncce-viewed", quick=quick).write_markdown(
+        "RNN-CCE: Devooght ML-1M runs with the first half ranked or excluded", header, rows, notes)
 
 
 def plot_devooght(records: dict, path: Path, users: int | str, epochs: int | str,
