@@ -389,7 +389,7 @@ def run_viewed(store: ResultStore, quick: bool, select: Selection) -> None:
         ckpt = load_checkpoint(path)
         seed, dim = ckpt["external_config"].get("seed"), ckpt["external_config"].get("embedding_size")
         candidates = [key for key, rec in records.items() if not store.done(f"viewed/{key}")
-                      and rec.get("seed") == seed and rec.get("dim") == dim]
+                      and rec.get("seed", SEED) == seed and rec.get("dim") == dim]  # seedless: SEED
         if not candidates:
             continue
         kept = _retest(ckpt, False, loaders)
@@ -397,10 +397,10 @@ def run_viewed(store: ResultStore, quick: bool, select: Selection) -> None:
                  if all(abs(records[key]["test_result"][k] - kept[k]) < 1e-4 for k in kept)]
         if len(match) == 1:
             key = match[0]
-            store.add(f"viewed/{key}", {**{k: records[key].get(k) for k in ("dim", "output", "seed", "epochs_trained")},
-                            "test_result_with_viewed": kept,
-                            "test_result_excluding_viewed": _retest(ckpt, True, loaders),
-                            "checkpoint": path.name})
+            kept_fields = {k: records[key].get(k) for k in ("dim", "output", "epochs_trained")}
+            store.add(f"viewed/{key}", {**kept_fields, "seed": seed, "test_result_with_viewed": kept,
+                                        "test_result_excluding_viewed": _retest(ckpt, True, loaders),
+                                        "checkpoint": path.name})
             print(f"{key}: {path.name}", flush=True)
 
 
