@@ -210,18 +210,33 @@ def load_data_and_model(model_file: str, trust_legacy: bool = False):
         tuple: ``(config, model, dataset, train_data, valid_data, test_data)``.
     """
     ckpt = load_checkpoint(model_file, "cpu", trust_legacy)
-    if isinstance(ckpt.get("config"), dict):
-        config = Config(model=ckpt["model"], dataset=ckpt["dataset"],
-                        config_dict=ckpt["external_config"], preset=ckpt.get("preset"))
-    else:
-        config = ckpt["config"]
+    config = config_from_checkpoint(ckpt)
     init_seed(config["seed"], config["reproducibility"])
     _init_logger(config)
     logging.getLogger().info(config)
     dataset = create_dataset(config)
     train_data, valid_data, test_data = data_preparation(config, dataset)
     init_seed(config["seed"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    model = model_from_checkpoint(ckpt, config, train_data._dataset)
+    return config, model, dataset, train_data, valid_data, test_data
+
+
+def config_from_checkpoint(ckpt: dict, overrides: dict | None = None):
+    """The run's config rebuilt from a loaded checkpoint (ours, or RecBole's pickled Config),
+    with ``overrides`` on top (e.g. another evaluation protocol for the same weights)."""
+    if isinstance(ckpt.get("config"), dict):
+        return Config(model=ckpt["model"], dataset=ckpt["dataset"],
+                      config_dict={**ckpt["external_config"], **(overrides or {})},
+                      preset=ckpt.get("preset"))
+    config = ckpt["config"]
+    for key, value in (overrides or {}).items():
+        config[key] = value
+    return config
+
+
+def model_from_checkpoint(ckpt: dict, config, train_dataset) -> torch.nn.Module:
+    """The checkpoint's model, built on ``train_dataset`` with its saved weights and extra state."""
+    model = get_model(config["model"])(config, train_dataset).to(config["device"])
     model.load_state_dict(ckpt["state_dict"])
     model.load_other_parameter(unpack_other_parameter(ckpt.get("other_parameter")))
-    return config, model, dataset, train_data, valid_data, test_data
+    return model

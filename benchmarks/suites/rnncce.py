@@ -265,23 +265,20 @@ def run_devooght(store: ResultStore, quick: bool, select: Selection, size: str |
         def wanted(label: str) -> bool:
             return not store.done(key(label)) and select.wants(label)
 
+        def run_preset(label: str, dim: int, output: str, overrides: dict, record: dict) -> None:
+            result = run_one("RNNCCE", dataset, {"seed": seed, "epochs": n_epochs, **overrides},
+                             preset=f"rnncce-ml-1m-d{dim}-{output}")
+            store.add(key(label), summary(result) | {"dim": dim, **record, "seed": seed, **budget})
+
         for dim in (50, 100, 200):
             for label, (output, overrides, dims) in DEVOOGHT_OUTPUTS.items():
                 if dim in dims and wanted(f"d{dim}-{label}"):
-                    preset = f"rnncce-ml-1m-d{dim}-{output}"
-                    result = run_one("RNNCCE", dataset,
-                                     {"seed": seed, "epochs": n_epochs, **overrides}, preset=preset)
-                    store.add(key(f"d{dim}-{label}"),
-                              summary(result) | {"dim": dim, "output": label, "seed": seed, **budget})
+                    run_preset(f"d{dim}-{label}", dim, output, overrides, {"output": label})
         for label in sorted(select.labels):
             sweep = SWEEP_LABEL.fullmatch(label)
             if sweep and wanted(label):
-                dim, tau, gamma = int(sweep[1]), float(sweep[2]), float(sweep[3])
-                overrides = {"tying_temperature": tau, "tying_gamma": gamma}
-                result = run_one("RNNCCE", dataset, {"seed": seed, "epochs": n_epochs, **overrides},
-                                 preset=f"rnncce-ml-1m-d{dim}-tied")
-                store.add(key(label), summary(result) | {"dim": dim, "output": "tied-sweep", "seed": seed,
-                                                         **overrides, **budget})
+                overrides = {"tying_temperature": float(sweep[2]), "tying_gamma": float(sweep[3])}
+                run_preset(label, int(sweep[1]), "tied", overrides, {"output": "tied-sweep", **overrides})
         if wanted("GRU4Rec"):
             preset = load_yaml_file(PROPERTIES_DIR / "paper" / "rnncce-ml-1m-d100-tied.yaml")
             settings = {k: v for k, v in preset.items() if k not in RNNCCE_ONLY_KEYS}
@@ -342,28 +339,19 @@ def run_timing_ab(store: ResultStore, quick: bool, select: Selection) -> None:
 VIEWED_SOURCES = ("devooght-paper", "devooght-long")  # parts whose runs ``viewed`` re-tests
 
 
-def _checkpoint_run(ckpt: dict, exclude_viewed: bool):
-    """Config of a saved Devooght run, with the first half in or out of the ranking."""
-    from recbole_ext.config import Config
-
-    external = dict(ckpt["external_config"], exclude_viewed=exclude_viewed, state="ERROR",
-                    show_progress=False)
-    return Config(model=ckpt["model"], dataset=ckpt["dataset"], config_dict=external,
-                  preset=ckpt.get("preset"))
-
-
 def _retest(ckpt: dict, exclude_viewed: bool, loaders: dict) -> dict:
     """Test metrics of a checkpoint's weights; ``loaders`` caches (train, test) per protocol."""
     from recbole_ext.data import create_dataset, data_preparation
-    from recbole_ext.registry import get_model, get_trainer
+    from recbole_ext.quick_start import config_from_checkpoint, model_from_checkpoint
+    from recbole_ext.registry import get_trainer
 
-    config = _checkpoint_run(ckpt, exclude_viewed)
+    config = config_from_checkpoint(ckpt, {"exclude_viewed": exclude_viewed, "state": "ERROR",
+                                           "show_progress": False})
     if exclude_viewed not in loaders:  # the data and its split do not depend on the model
         train, _, test = data_preparation(config, create_dataset(config))
         loaders[exclude_viewed] = (train, test)
     train, test = loaders[exclude_viewed]
-    model = get_model(config["model"])(config, train._dataset)
-    model.load_state_dict(ckpt["state_dict"])
+    model = model_from_checkpoint(ckpt, config, train._dataset)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     trainer.eval_collector.data_collect(train)
     result = trainer.evaluate(test, load_best_model=False, show_progress=False)
