@@ -146,7 +146,7 @@ def print_result_table(result: dict) -> None:
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
-    from recbole_ext.compat import LegacyCheckpointError
+    from recbole_ext.checkpoint import LegacyCheckpointError
     from recbole_ext.config import ConfigError
     from recbole_ext.data import DatasetNotFoundError
     from recbole_ext.registry import UnknownModelError

@@ -4,7 +4,7 @@ Precedence, lowest first (each layer overrides the ones before it):
 
 1. RecBole's internal defaults (``overall.yaml``, RecBole's model/dataset yaml, the
    quick-start yaml of the model type);
-2. ``properties/init/*.yaml`` (embedding-initialiser defaults, shared by all models);
+2. ``properties/init/*.yaml`` (defaults shared by all models: embedding initialisers, data protocols);
 3. ``properties/model/<Model>.yaml`` (our model defaults);
 4. ``properties/dataset/<dataset>.yaml`` (field mapping of a dataset);
 5. ``properties/paper/<preset>.yaml`` (``preset=`` / ``--preset``);
@@ -38,6 +38,7 @@ from recbole.utils.argument_list import (
     training_arguments,
 )
 
+from recbole_ext.plugin import register_with_recbole
 from recbole_ext.registry import get_model
 
 PROPERTIES_DIR = Path(os.environ.get("RECBOLE_EXT_PROPERTIES",
@@ -183,6 +184,7 @@ class Config(RecBoleConfig):
     def __init__(self, model: str | type | None = None, dataset: str | None = None,
                  config_file_list: list[str] | None = None,
                  config_dict: dict | None = None, preset: str | None = None) -> None:
+        register_with_recbole()  # RecBole's Config checks `metrics` against its registry
         config_dict = dict(config_dict or {})
         preset = preset or config_dict.pop("preset", None)
         user_files = [str(f) for f in (config_file_list or [])]

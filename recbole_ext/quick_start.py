@@ -8,21 +8,23 @@ at module level and loads checkpoints in a way torch >= 2.6 rejects).
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 import time
+from dataclasses import asdict, dataclass, field
 from logging import getLogger
 from pathlib import Path
 from typing import Any
 
 import torch
-from recbole.utils import init_logger, init_seed, get_local_time
+from recbole.utils import init_logger, init_seed
 
-from recbole_ext.compat import complete_recbole_model, load_checkpoint, to_plain, unpack_other_parameter
+from recbole_ext.checkpoint import config_from_checkpoint, load_checkpoint, load_model_state
 from recbole_ext.config import Config
-from recbole_ext.data import check_dataset_files, create_dataset, data_preparation
+from recbole_ext.data import create_dataset, data_preparation
+from recbole_ext.model.repairs import complete_recbole_model
 from recbole_ext.registry import get_model, get_trainer
+from recbole_ext.utils import to_plain
 
 RESULT_KEYS = ("model", "best_valid_score", "valid_score_bigger", "best_valid_result", "test_result")
 
@@ -35,14 +37,145 @@ def _init_logger(config) -> None:
 
 
 def build_model(config, train_dataset) -> torch.nn.Module:
-    """Instantiate the model on the training split, complete what RecBole leaves missing
-    (:func:`recbole_ext.compat.complete_recbole_model`) and apply ``embedding_init`` if set."""
-    model = complete_recbole_model(get_model(config["model"])(config, train_dataset).to(config["device"]))
-    if config["embedding_init"] not in (None, "default"):
-        from recbole_ext.model.init import apply_embedding_init
+    """Instantiate the model on the training split and complete what RecBole leaves missing
+    (:func:`recbole_ext.model.repairs.complete_recbole_model`)."""
+    return complete_recbole_model(get_model(config["model"])(config, train_dataset).to(config["device"]))
 
-        apply_embedding_init(model, train_dataset, config)
-    return model
+
+def initialise_embeddings(model: torch.nn.Module, config, train_dataset) -> dict | None:
+    """Apply ``embedding_init`` (LE / LEPORID) when the config asks for it; its report or None."""
+    if config["embedding_init"] in (None, "default"):
+        return None
+    from recbole_ext.model.init import apply_embedding_init
+
+    return apply_embedding_init(model, train_dataset, config)
+
+
+@dataclass
+class PreparedRun:
+    """Everything a run needs before ``trainer.fit``, built by :func:`prepare_run`."""
+
+    config: Any
+    dataset: Any
+    train_data: Any
+    valid_data: Any
+    test_data: Any
+    model: torch.nn.Module
+    trainer: Any = None
+    data_seconds: float = 0.0
+    init_report: dict | None = None
+
+
+def prepare_run(model: str | None = None, dataset: str | None = None,
+                config_file_list: list[str] | None = None, config_dict: dict | None = None,
+                preset: str | None = None, *, config: Any = None, checkpoint: dict | None = None,
+                resume_file: str | None = None, with_trainer: bool = True,
+                data: tuple | None = None) -> PreparedRun:
+    """The one run set-up: Config -> seed -> logger -> dataset -> split -> model (with its
+    embedding initialiser) -> trainer.
+
+    Args:
+        model, dataset, config_file_list, config_dict, preset: see :class:`recbole_ext.Config`;
+            ignored when ``config`` is given.
+        config: a ready Config (e.g. rebuilt from a checkpoint).
+        checkpoint: a loaded checkpoint whose weights the model receives (no initialiser runs).
+        resume_file: a checkpoint of the same model to continue training from.
+        with_trainer: build the trainer (False: data and model only, e.g. for inference).
+        data: ``(dataset, train_data, valid_data, test_data)`` of an earlier ``prepare_run``
+            with the same data settings, reused instead of loaded again.
+    """
+    start = time.perf_counter()
+    if config is None:
+        config = Config(model=model, dataset=dataset, config_file_list=config_file_list,
+                        config_dict=config_dict, preset=preset)
+    init_seed(config["seed"], config["reproducibility"])
+    _init_logger(config)
+    logger = getLogger()
+    if isinstance(config, Config):
+        logger.info("config layers, lowest first: " + " < ".join(
+            ["RecBole defaults", *config.loaded_files, "config_dict/command line"]))
+    logger.info(config)
+    if data is None:
+        dataset_obj = create_dataset(config)
+        logger.info(dataset_obj)
+        data = (dataset_obj, *data_preparation(config, dataset_obj))
+    dataset_obj, train_data, valid_data, test_data = data
+    data_seconds = time.perf_counter() - start
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model_obj = build_model(config, train_data._dataset)
+    init_report = None
+    if checkpoint is None:
+        init_report = initialise_embeddings(model_obj, config, train_data._dataset)
+    else:
+        load_model_state(model_obj, checkpoint)
+    logger.info(model_obj)
+    trainer = None
+    if with_trainer:
+        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
+        if resume_file:
+            trainer.resume_checkpoint(resume_file)
+    return PreparedRun(config, dataset_obj, train_data, valid_data, test_data, model_obj, trainer,
+                       data_seconds, init_report)
+
+
+@dataclass
+class RunResult:
+    """What one run reports: written as the results JSON and returned by :func:`run_recbole_ext`."""
+
+    model: str
+    dataset: str
+    preset: str | None
+    best_valid_score: float | None
+    valid_score_bigger: bool
+    best_valid_result: dict | None
+    test_result: dict | None
+    n_params: int
+    timings: dict
+    valid_history: list
+    checkpoint: str | None
+    device: str
+    world_size: int
+    config_files: list[str]
+    config: dict
+    memory: dict | None = None
+    extra: dict = field(default_factory=dict)
+    results_file: str | None = None
+
+    @classmethod
+    def collect(cls, run: PreparedRun, best_valid_score: Any, best_valid_result: Any,
+                test_result: Any, seconds: dict[str, float], saved: bool) -> "RunResult":
+        config, trainer = run.config, run.trainer
+        epoch_seconds = getattr(trainer, "epoch_seconds", [])  # decision-tree trainers keep none
+        timings = {name: round(value, 3) for name, value in seconds.items()} | {
+            "epochs_trained": len(epoch_seconds),
+            "train_epoch_seconds": [round(s, 3) for s in epoch_seconds],
+            "valid_seconds": [round(s, 3) for s in getattr(trainer, "valid_seconds", [])],
+        }
+        memory = run.model.memory_report() if hasattr(run.model, "memory_report") else None
+        extra = trainer.extra_results() if hasattr(trainer, "extra_results") else {}
+        return cls(
+            model=config["model"], dataset=config["dataset"], preset=config["preset"],
+            best_valid_score=to_plain(best_valid_score), valid_score_bigger=config["valid_metric_bigger"],
+            best_valid_result=to_plain(best_valid_result), test_result=to_plain(test_result),
+            n_params=sum(p.numel() for p in run.model.parameters()), timings=timings,
+            valid_history=[list(entry) for entry in getattr(trainer, "valid_history", [])],
+            checkpoint=trainer.saved_model_file if saved else None, device=str(config["device"]),
+            world_size=config["world_size"] or 1, config_files=config.loaded_files,
+            config=to_plain(config.final_config_dict), memory=to_plain(memory), extra=to_plain(extra))
+
+    def to_dict(self) -> dict:
+        """The flat record of the results JSON: ``memory`` only when the model reports it, and
+        the trainer's extra entries at the top level."""
+        record = asdict(self)
+        extra = record.pop("extra")
+        results_file = record.pop("results_file")
+        if record["memory"] is None:
+            del record["memory"]
+        record.update(extra)
+        if results_file is not None:
+            record["results_file"] = results_file
+        return record
 
 
 def run_recbole_ext(model: str | None = None, dataset: str | None = None,
@@ -56,90 +189,48 @@ def run_recbole_ext(model: str | None = None, dataset: str | None = None,
         model, dataset, config_file_list, config_dict, preset: see :class:`recbole_ext.Config`.
         saved: save the best checkpoint and test it (False: test the last weights).
         results_path: where to write the results JSON (default
-            ``<checkpoint_dir>/results/<model>-<dataset>-<time>-<pid>.json``).
+            ``<checkpoint_dir>/results/<model>-<dataset>-<time>-<pid>-<token>.json``, the
+            checkpoint's token).
         resume_file: a checkpoint of the same model to continue training from.
         queue: for DDP workers, a queue that receives rank 0's result.
 
     Returns:
-        dict with model, dataset, preset, best_valid_score, valid_score_bigger,
-        best_valid_result, test_result, n_params, timings, checkpoint, results_file, config,
-        and ``memory`` when the model defines ``memory_report()``.
+        :meth:`RunResult.to_dict`: model, dataset, preset, best_valid_score,
+        valid_score_bigger, best_valid_result, test_result, n_params, timings, valid_history,
+        checkpoint, device, world_size, config_files, config, ``memory`` when the model defines
+        ``memory_report()``, the trainer's ``extra_results()`` and results_file.
     """
     start = time.perf_counter()
-    config = Config(model=model, dataset=dataset, config_file_list=config_file_list,
-                    config_dict=config_dict, preset=preset)
-    check_dataset_files(config)
-    init_seed(config["seed"], config["reproducibility"])
-    _init_logger(config)
-    logger = getLogger()
-    logger.info("config layers, lowest first: " + " < ".join(
-        ["RecBole defaults", *config.loaded_files, "config_dict/command line"]))
-    logger.info(config)
-
-    dataset_obj = create_dataset(config)
-    logger.info(dataset_obj)
-    train_data, valid_data, test_data = data_preparation(config, dataset_obj)
-    data_seconds = time.perf_counter() - start
-
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model_obj = build_model(config, train_data._dataset)
-    logger.info(model_obj)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
-    if resume_file:
-        trainer.resume_checkpoint(resume_file)
+    run = prepare_run(model, dataset, config_file_list, config_dict, preset, resume_file=resume_file)
+    config, trainer = run.config, run.trainer
 
     fit_start = time.perf_counter()
     best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"])
+        run.train_data, run.valid_data, saved=saved, show_progress=config["show_progress"])
     fit_seconds = time.perf_counter() - fit_start
     test_start = time.perf_counter()
-    test_result = trainer.evaluate(test_data, load_best_model=saved,
+    test_result = trainer.evaluate(run.test_data, load_best_model=saved,
                                    show_progress=config["show_progress"])
     test_seconds = time.perf_counter() - test_start
-
-    result = {
-        "model": config["model"],
-        "dataset": config["dataset"],
-        "preset": config["preset"],
-        "best_valid_score": to_plain(best_valid_score),
-        "valid_score_bigger": config["valid_metric_bigger"],
-        "best_valid_result": to_plain(best_valid_result),
-        "test_result": to_plain(test_result),
-        "n_params": sum(p.numel() for p in model_obj.parameters()),
-        "timings": {
-            "data_seconds": round(data_seconds, 3),
-            "fit_seconds": round(fit_seconds, 3),
-            "test_seconds": round(test_seconds, 3),
-            "total_seconds": round(time.perf_counter() - start, 3),
-            "epochs_trained": len(getattr(trainer, "epoch_seconds", [])),
-            "train_epoch_seconds": [round(s, 3) for s in getattr(trainer, "epoch_seconds", [])],
-            "valid_seconds": [round(s, 3) for s in getattr(trainer, "valid_seconds", [])],
-        },
-        "valid_history": [list(entry) for entry in getattr(trainer, "valid_history", [])],
-        "checkpoint": getattr(trainer, "saved_model_file", None) if saved else None,
-        "device": str(config["device"]),
-        "world_size": config["world_size"] or 1,
-        "config_files": config.loaded_files,
-        "config": to_plain(config.final_config_dict),
-    }
-    if hasattr(model_obj, "memory_report"):
-        result["memory"] = to_plain(model_obj.memory_report())
-    if hasattr(trainer, "extra_results"):
-        result.update(to_plain(trainer.extra_results()))
+    seconds = {"data_seconds": run.data_seconds, "fit_seconds": fit_seconds,
+               "test_seconds": test_seconds, "total_seconds": time.perf_counter() - start}
+    result = RunResult.collect(run, best_valid_score, best_valid_result, test_result, seconds, saved)
 
     if config["local_rank"] == 0:
-        result["results_file"] = write_results(result, results_path or _default_results_path(config))
+        logger = getLogger()
+        result.results_file = write_results(result.to_dict(), results_path or _default_results_path(config, trainer))
         logger.info(f"best valid : {best_valid_result}")
         logger.info(f"test result: {test_result}")
-        logger.info(f"results written to {result['results_file']}")
+        logger.info(f"results written to {result.results_file}")
+    record = result.to_dict()
     if queue is not None and config["local_rank"] == 0:
-        queue.put(result)
-    return result
+        queue.put(record)
+    return record
 
 
-def _default_results_path(config) -> str:
-    name = f"{config['model']}-{config['dataset']}-{get_local_time()}-{os.getpid()}.json"
-    return os.path.join(config["checkpoint_dir"], "results", name)
+def _default_results_path(config, trainer) -> str:
+    token = getattr(trainer, "run_token", None) or f"{os.getpid()}-{time.time_ns()}"
+    return os.path.join(config["checkpoint_dir"], "results", f"{config['model']}-{config['dataset']}-{token}.json")
 
 
 def write_results(result: dict, path: str | os.PathLike) -> str:
@@ -210,33 +301,5 @@ def load_data_and_model(model_file: str, trust_legacy: bool = False):
         tuple: ``(config, model, dataset, train_data, valid_data, test_data)``.
     """
     ckpt = load_checkpoint(model_file, "cpu", trust_legacy)
-    config = config_from_checkpoint(ckpt)
-    init_seed(config["seed"], config["reproducibility"])
-    _init_logger(config)
-    logging.getLogger().info(config)
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    init_seed(config["seed"], config["reproducibility"])
-    model = model_from_checkpoint(ckpt, config, train_data._dataset)
-    return config, model, dataset, train_data, valid_data, test_data
-
-
-def config_from_checkpoint(ckpt: dict, overrides: dict | None = None):
-    """The run's config rebuilt from a loaded checkpoint (ours, or RecBole's pickled Config),
-    with ``overrides`` on top (e.g. another evaluation protocol for the same weights)."""
-    if isinstance(ckpt.get("config"), dict):
-        return Config(model=ckpt["model"], dataset=ckpt["dataset"],
-                      config_dict={**ckpt["external_config"], **(overrides or {})},
-                      preset=ckpt.get("preset"))
-    config = ckpt["config"]
-    for key, value in (overrides or {}).items():
-        config[key] = value
-    return config
-
-
-def model_from_checkpoint(ckpt: dict, config, train_dataset) -> torch.nn.Module:
-    """The checkpoint's model, built on ``train_dataset`` with its saved weights and extra state."""
-    model = get_model(config["model"])(config, train_dataset).to(config["device"])
-    model.load_state_dict(ckpt["state_dict"])
-    model.load_other_parameter(unpack_other_parameter(ckpt.get("other_parameter")))
-    return model
+    run = prepare_run(config=config_from_checkpoint(ckpt), checkpoint=ckpt, with_trainer=False)
+    return run.config, run.model, run.dataset, run.train_data, run.valid_data, run.test_data

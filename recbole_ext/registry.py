@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import recbole
-import torch
+
+from recbole_ext.plugin import import_recbole_model_module
 
 # model name -> "module:Class". A model listed here is covered by the contract test
 # (tests/test_model_contract.py) and runs through run_recbole_ext.py.
@@ -129,12 +130,7 @@ def get_model(name: str) -> type:
     family = recbole_models().get(name)
     if family is None:
         raise _unknown("model", name, sorted(PLUGIN_MODELS) + sorted(recbole_models()))
-    anomaly = torch.is_anomaly_enabled()
-    module = importlib.import_module(f"recbole.model.{_family_package(family)}.{name.lower()}")
-    # RecBole's sequential package imports sine.py, which switches autograd anomaly mode on
-    # for the whole process (about 1.6x slower training steps, measured on GRU4Rec); keep the
-    # caller's setting instead.
-    torch.autograd.set_detect_anomaly(anomaly)
+    module = import_recbole_model_module(f"recbole.model.{_family_package(family)}.{name.lower()}")
     return getattr(module, name)
 
 
@@ -147,14 +143,14 @@ def get_trainer(model_type: Any, model_name: str) -> type:
 
     Lookup order: our ``PLUGIN_TRAINERS`` table, then RecBole's own rule
     (``<Model>Trainer``, then by model type). Every RecBole ``Trainer`` subclass comes
-    back with :class:`recbole_ext.compat.ExtTrainerMixin` first in its MRO, which
+    back with :class:`recbole_ext.trainer.mixin.ExtTrainerMixin` first in its MRO, which
     saves weights-only checkpoints, loads them safely, names them uniquely per run
     and makes DDP work on CPU. Trainers outside that hierarchy (the decision-tree
     family) are returned unchanged.
     """
     from recbole.utils import get_trainer as recbole_get_trainer
 
-    from recbole_ext.compat import with_ext_mixin
+    from recbole_ext.trainer.mixin import with_ext_mixin
 
     if model_name in PLUGIN_TRAINERS:
         trainer = _import_object(PLUGIN_TRAINERS[model_name])
@@ -167,10 +163,6 @@ def get_dataset_class(model_name: str) -> type | None:
     """Plugin dataset class for a model, or None to use RecBole's choice."""
     spec = PLUGIN_DATASETS.get(model_name)
     return _import_object(spec) if spec else None
-
-
-def is_plugin_model(name: str) -> bool:
-    return name in PLUGIN_MODELS
 
 
 def list_models() -> list[tuple[str, str, str]]:

@@ -15,6 +15,7 @@ What this adds to RecBole's ``run_hyper.py``:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -117,6 +118,22 @@ class TrialObjective:
         return dict(record, model=result["model"])
 
 
+@contextlib.contextmanager
+def _environment(**values: str):
+    """Set environment variables for the duration of a block, then restore them
+    (RecBole's HyperTuning gives hyperopt no seed; hyperopt reads it from the environment)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _skip_failed_trials(stop_fn):
     """hyperopt's no-progress early stop reads the last trial's loss, which a failed trial lacks."""
 
@@ -166,11 +183,11 @@ def tune(hyper_file: str, model: str | None, dataset: str | None, algo: str = "e
     if tool == "ray":
         run_ray_tune(hyper_file, base, log, algo, max_evals, config_file_list, preset)
     else:
-        os.environ["HYPEROPT_FMIN_SEED"] = str(seed)  # same proposals on resume
         tuner = _make_hyper_tuning()(TrialObjective(base, log, preset), params_file=hyper_file,
                                      fixed_config_file_list=config_file_list, algo=algo,
                                      max_evals=max_evals, early_stop=max(10, max_evals))
-        tuner.run()
+        with _environment(HYPEROPT_FMIN_SEED=str(seed)):  # same proposals on resume
+            tuner.run()
     best = log.best()
     if best is None:
         print("no trial finished successfully", flush=True)

@@ -1,9 +1,12 @@
-"""Small shared helpers: hyper-parameter validation with uniform messages."""
+"""Small shared helpers: hyper-parameter validation with uniform messages, plain-data conversion."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Collection
 from typing import Any
+
+import numpy as np
 
 
 def check_param(owner: str, name: str, value: Any, allowed: Collection | Callable[[Any], bool],
@@ -51,3 +54,20 @@ def non_negative_float(value: Any) -> bool:
 def unit_interval_float(value: Any) -> bool:
     """A probability or decay in [0, 1)."""
     return non_negative_float(value) and value < 1
+
+
+def to_plain(value: Any) -> Any:
+    """Convert a config value or result to types JSON and ``torch.load(weights_only=True)``
+    accept: enums become their names, numpy scalars Python numbers, devices and other objects
+    their ``str``; containers are converted recursively."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [to_plain(v) for v in value]
+    return str(value)

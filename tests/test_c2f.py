@@ -5,13 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from recbole.utils import init_seed
 
-from recbole_ext import Config, get_trainer
-from recbole_ext.compat import load_checkpoint
-from recbole_ext.data import create_dataset, data_preparation
+from recbole_ext import prepare_run
+from recbole_ext.checkpoint import load_checkpoint
 from recbole_ext.model.general_recommender import _meta_embedding as me
-from recbole_ext.quick_start import build_model
 
 TINY = {"embedding_size": 8, "n_anchors": 8, "n_fine_anchors": 6, "n_fine_compositions": 2,
         "sparse_pca_components": 4, "train_batch_size": 256, "metrics": ["Recall", "NDCG"],
@@ -24,13 +21,8 @@ def pipeline(make_config, model: str = "C2F", **overrides):
     settings = TINY | overrides
     if model == "LEGCF":  # the fine keys belong to C2F only
         settings = {k: v for k, v in settings.items() if "fine" not in k and "pca" not in k}
-    config = Config(config_dict=make_config(model=model, **settings))
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    model_obj = build_model(config, train_data._dataset)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
-    return model_obj, trainer, (train_data, valid_data, test_data)
+    run = prepare_run(config_dict=make_config(model=model, **settings))
+    return run.model, run.trainer, (run.train_data, run.valid_data, run.test_data)
 
 
 def scripted_validation(trainer, scores):

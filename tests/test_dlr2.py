@@ -6,10 +6,8 @@ import pytest
 import torch
 from recbole.data.interaction import Interaction
 
-from recbole_ext import Config
-from recbole_ext.data import create_dataset, data_preparation
-from recbole_ext.model.sequential_recommender.dlr2 import DLR2, ResidualStateEncoder
-from recbole_ext.quick_start import build_model
+from recbole_ext import prepare_run
+from recbole_ext.model.sequential_recommender.dlr2 import ResidualStateEncoder
 from recbole_ext.registry import get_trainer
 
 @pytest.fixture(autouse=True)
@@ -27,10 +25,8 @@ SMALL = dict(model="DLR2", embedding_size=8, embedding_init_dim=8, dlr2_channels
 
 
 def build(make_config, **overrides):
-    config = Config(config_dict=make_config(**dict(SMALL, **overrides)))
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    return config, train_data, build_model(config, train_data._dataset)
+    run = prepare_run(config_dict=make_config(**dict(SMALL, **overrides)), with_trainer=False)
+    return run.config, run.train_data, run.model
 
 
 def user_histories(train):

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from recbole_ext import Config, get_model, get_trainer, list_models, load_data_and_model, run_recbole_ext
-from recbole_ext.compat import ExtTrainerMixin, LegacyCheckpointError, load_checkpoint, to_plain
+from recbole_ext.checkpoint import LegacyCheckpointError, load_checkpoint
 from recbole_ext.config import ConfigError, UnknownConfigKeyWarning, parse_value
 from recbole_ext.data import DatasetNotFoundError
 from recbole_ext.registry import PLUGIN_MODELS, UnknownModelError
-from recbole_ext.utils import check_param, positive_int
+from recbole_ext.trainer.mixin import ExtTrainerMixin
+from recbole_ext.utils import check_param, positive_int, to_plain
 
 
 # --- registry ---------------------------------------------------------------------
@@ -190,7 +191,7 @@ def test_packed_other_parameter_round_trip():
     import numpy as np
     import scipy.sparse as sp
 
-    from recbole_ext.compat import pack_other_parameter, unpack_other_parameter
+    from recbole_ext.checkpoint import pack_other_parameter, unpack_other_parameter
 
     csr = sp.random(5, 4, density=0.4, format="csr", random_state=0)
     array = np.arange(6.0).reshape(2, 3)
@@ -203,7 +204,7 @@ def test_packed_other_parameter_round_trip():
 def test_defaultdict_other_parameter_survives_a_weights_only_load(tmp_path):
     from collections import defaultdict
 
-    from recbole_ext.compat import pack_other_parameter, unpack_other_parameter
+    from recbole_ext.checkpoint import pack_other_parameter, unpack_other_parameter
 
     ripple = defaultdict(list, {3: [(torch.arange(2), torch.zeros(2, dtype=torch.long))]})
     path = tmp_path / "other.pth"

@@ -6,17 +6,16 @@ import numpy as np
 import pytest
 import torch
 from recbole.data.interaction import Interaction
-from recbole.utils import init_seed
 
-from recbole_ext import Config, get_trainer, run_recbole_ext
-from recbole_ext.data import create_dataset, data_preparation
+from recbole_ext import prepare_run
+from recbole_ext import get_trainer, run_recbole_ext
 from recbole_ext.evaluator.label_metrics import ACC, accuracy
-from recbole_ext.model.knowledge_aware_recommender.kni import (
+from recbole_ext.model.knowledge_aware_recommender import kni_eval
+from recbole_ext.model.knowledge_aware_recommender.kni_graph import (
     build_neighbor_table,
     parse_hop_n_sample,
     reachable_subgraph,
 )
-from recbole_ext.quick_start import build_model
 
 LABELED = {
     "load_col": {"inter": ["user_id", "item_id", "label"], "kg": ["head_id", "relation_id", "tail_id"],
@@ -28,12 +27,8 @@ LABELED = {
 
 
 def pipeline(make_config, model: str = "KNI", **overrides):
-    config = Config(config_dict=make_config(model=model, **(LABELED | overrides)))
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    model_obj = build_model(config, train_data._dataset)
-    return config, model_obj, (train_data, valid_data, test_data)
+    run = prepare_run(config_dict=make_config(model=model, **(LABELED | overrides)), with_trainer=False)
+    return run.config, run.model, (run.train_data, run.valid_data, run.test_data)
 
 
 def split_pairs(data, user_field="user_id", item_field="item_id", label=None) -> set[tuple[int, int]]:
@@ -45,7 +40,7 @@ def split_pairs(data, user_field="user_id", item_field="item_id", label=None) ->
 def user_item_edges(model) -> set[tuple[int, int]]:
     """(user id, item id) pairs that appear anywhere in the users' neighbour-table rows."""
     edges = set()
-    table = model.neighbor_table.numpy()
+    table = model.neighbors.table.numpy()
     for user in range(1, model.n_users):
         node = model.n_base + user - 1
         for nbr in np.unique(table[node]):
@@ -66,7 +61,7 @@ def test_graph_holds_only_positive_training_interactions(make_config, name):
     held_out = split_pairs(valid) | split_pairs(test) | split_pairs(train, label=0)
     assert not (edges & (held_out - train_pos))
     # and in the other direction: an item's user neighbours liked it in training
-    table = model.neighbor_table.numpy()
+    table = model.neighbors.table.numpy()
     for item in range(1, model.n_items):
         users = {int(n) - model.n_base + 1 for n in table[item] if n >= model.n_base}
         assert all((user, item) in train_pos for user in users)
@@ -130,15 +125,15 @@ def test_model_embeds_only_reachable_nodes(make_config):
     assert model.n_nodes == model.embedding.weight.shape[0] == model.n_graph_nodes - 3  # y1..y3 pruned
     centres = torch.cat([torch.arange(1, model.n_items), torch.arange(model.n_base, model.n_nodes)])
     assert model.n_base + model.n_users - 1 == model.n_nodes  # users stay last, contiguous
-    reached = torch.unique(model.neighbor_table[centres])
+    reached = torch.unique(model.neighbors.table[centres])
     # every embedded entity is a centre or a centre's neighbour
     assert set(range(model.n_items, model.n_base)) <= set(reached.tolist())
 
 
 def test_model_table_shape_and_fixed_zero_padding(make_config):
     config, model, (train, valid, _) = pipeline(make_config, "KNI")
-    assert tuple(model.neighbor_table.shape) == (model.n_nodes, 8)
-    assert torch.all(model.neighbor_table[0] == 0)
+    assert tuple(model.neighbors.table.shape) == (model.n_nodes, 8)
+    assert torch.all(model.neighbors.table[0] == 0)
     assert "neighbor_table" not in model.state_dict()  # rebuilt from data + seed on load
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     trainer.fit(train, valid, saved=False, show_progress=False)
@@ -148,14 +143,14 @@ def test_model_table_shape_and_fixed_zero_padding(make_config):
 def test_sampling_takes_first_k_of_one_column_permutation_per_sampling(make_config):
     _, model, _ = pipeline(make_config, "KNI")
     # table[x, c] = (8 x + c) % 1000: each node lists 8 "neighbours", slot c in column c
-    model.neighbor_ptr = torch.arange(model.n_nodes + 1) * 8
-    model.neighbor_list = torch.arange(model.n_nodes * 8) % 1000
-    model.neighbor_slots = torch.arange(8, dtype=torch.int16).repeat(model.n_nodes, 1)
+    model.neighbors.ptr = torch.arange(model.n_nodes + 1) * 8
+    model.neighbors.neighbours = torch.arange(model.n_nodes * 8) % 1000
+    model.neighbors.slots = torch.arange(8, dtype=torch.int16).repeat(model.n_nodes, 1)
     nodes = torch.tensor([[1, 2, 3], [1, 2, 3]])
     torch.manual_seed(0)
-    sampled = model.sample_neighbors(nodes, 4)
+    sampled = model.neighbors.sample(nodes, 4)
     assert sampled.shape == (2, 3, 4)
-    columns = sampled - model.neighbor_table[nodes].long()[..., :1]  # column index of each sample
+    columns = sampled - model.neighbors.table[nodes].long()[..., :1]  # column index of each sample
     for s in range(2):
         assert len(set(columns[s, 0].tolist())) == 4  # no column twice
         assert torch.equal(columns[s, 0], columns[s, 1]) and torch.equal(columns[s, 0], columns[s, 2])
@@ -272,7 +267,7 @@ def test_gram_evaluation_equals_the_neighbourhood_definition(make_config, attent
         model.embedding.weight.normal_(0, 0.7)  # dot products with a spread of a few units
         model.embedding.weight[0].zero_()
     batch = next(iter(valid))[0]
-    sizes = model._list_sizes(batch["item_id"])
+    sizes = model.neighbors.list_sizes(batch["item_id"])
     assert sizes.min() < sizes.max()  # lists of several lengths share the padded chunks
     gram = _predict_with_budget(model, batch, budget=10 ** 9)
     direct = _predict_with_budget(model, batch, budget=0)
@@ -285,8 +280,8 @@ def test_gram_evaluation_handles_isolated_nodes_and_underflow(make_config):
     model.eval()
     batch = next(iter(valid))[0]
     # an isolated node lists the padding node, whose embedding is zero
-    isolated = (model.neighbor_ptr[1:] - model.neighbor_ptr[:-1] == 1) & (
-        model.neighbor_list[model.neighbor_ptr[:-1]] == 0)
+    isolated = (model.neighbors.ptr[1:] - model.neighbors.ptr[:-1] == 1) & (
+        model.neighbors.neighbours[model.neighbors.ptr[:-1]] == 0)
     assert isolated[1:model.n_items].any() or isolated[model.n_base:].any()
     with torch.no_grad():
         model.embedding.weight.normal_(0, 3.0)
@@ -301,13 +296,11 @@ def test_gram_evaluation_handles_isolated_nodes_and_underflow(make_config):
 
 
 def test_evaluation_columns_are_shared_within_a_sampling_group(make_config, monkeypatch):
-    from recbole_ext.model.knowledge_aware_recommender import kni
-
     _, model, _ = pipeline(make_config, "KNI", n_eval=3)
-    monkeypatch.setattr(kni, "_SAMPLING_GROUP_ROWS", 2)
-    model.neighbor_slots = torch.arange(8, dtype=torch.int16).repeat(model.n_nodes, 1)  # slot = column
+    monkeypatch.setattr(kni_eval, "SAMPLING_GROUP_ROWS", 2)
+    model.neighbors.slots = torch.arange(8, dtype=torch.int16).repeat(model.n_nodes, 1)  # slot = column
     torch.manual_seed(0)
-    slots = model._sample_eval_slots(torch.tensor([1, 2, 3, 4, 5]))
+    slots = kni_eval.sample_eval_slots(model, torch.tensor([1, 2, 3, 4, 5]))
     assert slots.shape == (5, 3, 4)
     assert all(len(set(row.tolist())) == 4 for row in slots.view(-1, 4))  # no column twice
     assert torch.equal(slots[0], slots[1]) and torch.equal(slots[2], slots[3])
@@ -377,17 +370,11 @@ def test_select_on_test_is_recorded_and_swaps_the_selection_split(make_config):
 
 
 def test_pairwise_model_on_labeled_dataset_trains_on_positives_only(make_config):
-    from recbole_ext.registry import PLUGIN_DATASETS
-
-    PLUGIN_DATASETS["KGCN"] = PLUGIN_DATASETS["KNI"]
-    try:
-        overrides = dict(LABELED, train_neg_sample_args={"distribution": "uniform", "sample_num": 1,
-                                                         "alpha": 1.0, "dynamic": False, "candidate_num": 0})
-        config = Config(config_dict=make_config(model="KGCN", **overrides))
-        init_seed(config["seed"], config["reproducibility"])
-        train, valid, _ = data_preparation(config, create_dataset(config))
-    finally:
-        del PLUGIN_DATASETS["KGCN"]
+    overrides = dict(LABELED, labeled_protocol=True,
+                     train_neg_sample_args={"distribution": "uniform", "sample_num": 1,
+                                            "alpha": 1.0, "dynamic": False, "candidate_num": 0})
+    run = prepare_run(config_dict=make_config(model="KGCN", **overrides), with_trainer=False)
+    train, valid = run.train_data, run.valid_data
     assert set(train._dataset.inter_feat["label"].numpy().tolist()) == {1.0}
     assert set(valid._dataset.inter_feat["label"].numpy().tolist()) == {0.0, 1.0}
 
@@ -480,14 +467,8 @@ def test_labeled_interaction_matrix_holds_positive_rows_only(make_config):
 
 
 def test_ripplenet_memories_are_positive_and_cold_users_are_padded(make_config):
-    from recbole_ext.registry import PLUGIN_DATASETS
-
-    PLUGIN_DATASETS["RippleNet"] = PLUGIN_DATASETS["KNI"]
-    try:
-        _, model, (train, valid, _) = pipeline(make_config, model="RippleNet", n_memory=4,
-                                               train_rec_step=1, train_kg_step=0)
-    finally:
-        del PLUGIN_DATASETS["RippleNet"]
+    _, model, (train, valid, _) = pipeline(make_config, model="RippleNet", n_memory=4, labeled_protocol=True,
+                                           train_rec_step=1, train_kg_step=0)
     inter = train._dataset.inter_feat
     positive_users = set(inter["user_id"].numpy()[inter["label"].numpy() > 0.5].tolist())
     assert set(model.user_dict) == positive_users
@@ -519,12 +500,6 @@ def test_drop_cold_users_keeps_only_users_with_a_positive_training_row(make_conf
 
 
 def test_ripplenet_best_checkpoint_reloads_for_the_test(make_config):
-    from recbole_ext.registry import PLUGIN_DATASETS
-
-    PLUGIN_DATASETS["RippleNet"] = PLUGIN_DATASETS["KNI"]
-    try:
-        result = run_recbole_ext(config_dict=make_config(model="RippleNet", **(LABELED | {
-            "n_memory": 4, "train_rec_step": 1, "train_kg_step": 0, "epochs": 1})))
-    finally:
-        del PLUGIN_DATASETS["RippleNet"]
+    result = run_recbole_ext(config_dict=make_config(model="RippleNet", **(LABELED | {
+        "labeled_protocol": True, "n_memory": 4, "train_rec_step": 1, "train_kg_step": 0, "epochs": 1})))
     assert 0 <= result["test_result"]["auc"] <= 1

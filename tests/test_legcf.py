@@ -8,12 +8,9 @@ import os
 import numpy as np
 import pytest
 import torch
-from recbole.utils import init_seed
 
-from recbole_ext import Config, get_trainer
-from recbole_ext.data import create_dataset, data_preparation
+from recbole_ext import prepare_run
 from recbole_ext.model.general_recommender import _meta_embedding as me
-from recbole_ext.quick_start import build_model
 
 TINY = {"embedding_size": 8, "n_anchors": 8, "train_batch_size": 256, "metrics": ["Recall", "NDCG"],
         "topk": [5], "valid_metric": "NDCG@5",
@@ -22,13 +19,8 @@ TINY = {"embedding_size": 8, "n_anchors": 8, "train_batch_size": 256, "metrics":
 
 
 def pipeline(make_config, model: str = "LEGCF", **overrides):
-    config = Config(config_dict=make_config(model=model, **(TINY | overrides)))
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    model_obj = build_model(config, train_data._dataset)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
-    return model_obj, trainer, (train_data, valid_data, test_data)
+    run = prepare_run(config_dict=make_config(model=model, **(TINY | overrides)))
+    return run.model, run.trainer, (run.train_data, run.valid_data, run.test_data)
 
 
 def test_anchor_assignment_has_t_distinct_entries_with_partition_first():

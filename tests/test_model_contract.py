@@ -13,12 +13,11 @@ import math
 import pytest
 import torch
 from recbole.data.dataloader import FullSortEvalDataLoader
-from recbole.utils import ModelType, init_seed
+from recbole.utils import ModelType
 
 from contract_settings import MODEL_OVERRIDES
-from recbole_ext import Config, get_model, get_trainer, load_data_and_model, run_recbole_ext
-from recbole_ext.data import create_dataset, data_preparation
-from recbole_ext.quick_start import build_model
+from recbole_ext import prepare_run
+from recbole_ext import get_model, load_data_and_model, run_recbole_ext
 from recbole_ext.registry import PLUGIN_MODELS
 
 RANKING = {"metrics": ["Recall", "NDCG"], "topk": [5], "valid_metric": "NDCG@5"}
@@ -57,13 +56,8 @@ def first_eval_predictions(model, eval_data) -> torch.Tensor:
 
 
 def train_pipeline(config_dict: dict):
-    config = Config(config_dict=config_dict)
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    model = build_model(config, train_data._dataset)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    return config, model, trainer, (train_data, valid_data, test_data)
+    run = prepare_run(config_dict=config_dict)
+    return run.config, run.model, run.trainer, (run.train_data, run.valid_data, run.test_data)
 
 
 @pytest.mark.parametrize("name", sorted(PLUGIN_MODELS))

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 import torch
 from recbole.utils import init_seed
 
+from recbole_ext import prepare_run
 from recbole_ext import Config
 from recbole_ext.data import create_dataset, data_preparation
 from recbole_ext.model.general_recommender._rating_encoders import (
@@ -29,11 +30,8 @@ TINY = {
 
 
 def pipeline(make_config, model: str, **overrides):
-    config = Config(config_dict=make_config(model=model, **{**TINY, **overrides}))
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
-    train, valid, test = data_preparation(config, dataset)
-    return config, dataset, build_model(config, train._dataset), (train, valid, test)
+    run = prepare_run(config_dict=make_config(model=model, **{**TINY, **overrides}), with_trainer=False)
+    return run.config, run.dataset, run.model, (run.train_data, run.valid_data, run.test_data)
 
 
 def test_sparse_rows_gather_matches_dense():

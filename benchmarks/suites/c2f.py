@@ -280,21 +280,16 @@ def step_cpu_seconds(model: str, dataset: str, config: dict, n_steps: int) -> di
     graph it causes, which every epoch of an update sub-stage pays.
     """
     import torch
-    from recbole.utils import init_seed
 
     from benchmarks.common import use_gpu
-    from recbole_ext import Config
-    from recbole_ext.data import create_dataset, data_preparation
-    from recbole_ext.quick_start import build_model
+    from recbole_ext.quick_start import prepare_run
 
     full = {"use_gpu": use_gpu(), "state": "ERROR", "show_progress": False,
             "data_path": str(DATASET_DIR)} | config
-    cfg = Config(model=model, dataset=dataset, config_dict=full)
-    init_seed(cfg["seed"], cfg["reproducibility"])
-    train_data, _, _ = data_preparation(cfg, create_dataset(cfg))
-    net = build_model(cfg, train_data._dataset)
+    run = prepare_run(model, dataset, config_dict=full, with_trainer=False)
+    net, train_data = run.model, run.train_data
     if model == "C2F":
-        net.load_coarse_checkpoint(cfg["init_checkpoint"])
+        net.load_coarse_checkpoint(run.config["init_checkpoint"])
         net.enter_stage("fine")
     optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1.0e-3)
     batches = iter(train_data)

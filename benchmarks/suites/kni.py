@@ -97,14 +97,10 @@ PAIRWISE_MODELS = {"KGCN", "KGNNLS", "CKE", "BPR"}
 SCORE_MODELS = PAIRWISE_MODELS | {"RippleNet"}
 
 
-def use_labeled_data_for(model: str) -> None:
-    """Give a RecBole model the labelled-protocol dataset (same split, ACC threshold, positives)."""
-    from recbole.utils import ModelType
-
-    from recbole_ext.registry import PLUGIN_DATASETS, get_model
-
-    kind = "LabeledKGDataset" if get_model(model).type == ModelType.KNOWLEDGE else "LabeledDataset"
-    PLUGIN_DATASETS.setdefault(model, f"recbole_ext.data.labeled:{kind}")
+def baseline_protocol(model: str, preset: str | None) -> dict:
+    """Config that gives a RecBole baseline (a run without a KNI preset) KNI's labelled protocol:
+    the same split, ACC threshold and, for pairwise models, positive training rows."""
+    return {} if preset is not None else {"labeled_protocol": True}
 
 
 def record(result: dict, label: str, seed: int, epochs: int) -> dict:
@@ -124,25 +120,14 @@ TIMING_EPOCHS = 12
 
 def build_for_timing(label: str, seed: int = 2020):
     """``(trainer, train_data, valid_data)`` of one suite run, built as ``run_one`` builds it."""
-    from recbole.utils import init_seed
-
     from benchmarks.common import base_run_config
-    from recbole_ext.config import Config
-    from recbole_ext.data import create_dataset, data_preparation
-    from recbole_ext.quick_start import build_model
-    from recbole_ext.registry import get_trainer
+    from recbole_ext.quick_start import prepare_run
 
     model, preset, extra = RUNS[label]
-    if preset is None:
-        use_labeled_data_for(model)
     # on the CPU even where a GPU is present: the comparison is of one CPU thread each
-    config = Config(model=model, dataset=DATASET, preset=preset,
-                    config_dict=base_run_config() | dict(extra, seed=seed, dataset=DATASET, use_gpu=False))
-    init_seed(seed, config["reproducibility"])
-    train_data, valid_data, _ = data_preparation(config, create_dataset(config))
-    init_seed(seed, config["reproducibility"])
-    model_obj = build_model(config, train_data._dataset)
-    return get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj), train_data, valid_data
+    run = prepare_run(model, DATASET, preset=preset, config_dict=base_run_config() | dict(
+        extra, seed=seed, dataset=DATASET, use_gpu=False, **baseline_protocol(model, preset)))
+    return run.trainer, run.train_data, run.valid_data
 
 
 def run_timing(epochs: int = TIMING_EPOCHS) -> None:
@@ -208,11 +193,10 @@ def main(args) -> None:
             if store.done(key):
                 continue
             model, preset, extra = RUNS[label]
-            if preset is None:
-                use_labeled_data_for(model)
             epochs, schedule = ((QUICK_EPOCHS, {}) if args.quick else
                                 BUDGETS.get(model, (FULL_EPOCHS, FULL_SCHEDULE)))
-            config = dict(extra, seed=seed, epochs=epochs, dataset=DATASET, **schedule)
+            config = dict(extra, seed=seed, epochs=epochs, dataset=DATASET, **schedule,
+                          **baseline_protocol(model, preset))
             result = run_one(model, DATASET, config, preset=preset)
             store.add(key, record(result, label, seed, epochs))
     write_table(store, args.quick, "python -m benchmarks " + " ".join(sys.argv[1:]))

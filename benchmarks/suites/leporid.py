@@ -249,16 +249,14 @@ def official_train_matrix(ratings: pd.DataFrame, user_ids: np.ndarray, item_ids:
 
 
 def run_init(store: ResultStore, quick: bool) -> None:
-    from recbole_ext.config import Config
-    from recbole_ext.data import create_dataset, data_preparation
     from recbole_ext.model.init.leporid import leporid_embedding
+    from recbole_ext.quick_start import prepare_run
 
     if store.done("init"):
         return
     name = ensure_ml1m(None)
-    config = Config(model="BPR", dataset=name, preset=PRESET, config_dict=base_config())
-    dataset = create_dataset(config)
-    train_data, _, _ = data_preparation(config, dataset)
+    run = prepare_run("BPR", name, preset=PRESET, config_dict=base_config(), with_trainer=False)
+    dataset, train_data = run.dataset, run.train_data
     R = train_data._dataset.inter_matrix(form="csr")  # [users+1, items+1], training split only
     sides = {"user": R, "item": R.T.tocsr()}
     record: dict = {"threads": threads(), "train_interactions": int(R.nnz), "timing": {}, "angles": {}}
@@ -334,27 +332,17 @@ def train_and_test(model: str, dataset: str, config_dict: dict) -> dict:
     """Train on the preset split, test on all test users and on the tail users."""
     import torch
     from recbole.data.dataloader import FullSortEvalDataLoader
-    from recbole.utils import init_seed
 
-    from recbole_ext.compat import to_plain
-    from recbole_ext.config import Config
-    from recbole_ext.data import create_dataset, data_preparation
-    from recbole_ext.model.init import apply_embedding_init
-    from recbole_ext.registry import get_model, get_trainer
+    from recbole_ext.quick_start import prepare_run
+    from recbole_ext.utils import to_plain
 
-    config = Config(model=model, dataset=dataset, preset=PRESET, config_dict=base_config(**config_dict))
-    init_seed(config["seed"], config["reproducibility"])
-    data = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, data)
-    init_seed(config["seed"], config["reproducibility"])
-    net = get_model(model)(config, train_data._dataset).to(config["device"])
-    init_report = {"seconds": 0.0, "layers": {}}
-    if config["embedding_init"] != "default":
-        init_report = apply_embedding_init(net, train_data._dataset, config)
-    trainer = get_trainer(config["MODEL_TYPE"], model)(config, net)
+    run = prepare_run(model, dataset, preset=PRESET, config_dict=base_config(**config_dict))
+    config, net, trainer = run.config, run.model, run.trainer
+    train_data, valid_data, test_data = run.train_data, run.valid_data, run.test_data
+    init_report = run.init_report or {"seconds": 0.0, "layers": {}}
     start = time.perf_counter()
     # one validation at the end (eval_step = epochs), so the final weights are the selected
-    # ones; no checkpoint round trip (ItemKNN's scipy matrix is refused by the weights-only loader)
+    # ones and no checkpoint round trip is needed
     trainer.fit(train_data, valid_data, saved=False, show_progress=False)
     fit_seconds = time.perf_counter() - start
     test_all = trainer.evaluate(test_data, load_best_model=False, show_progress=False)

@@ -163,16 +163,10 @@ def profile_batches(model_name: str, config_dict: dict, n_batches: int,
                     anomaly_modes: tuple[bool, ...]) -> dict:
     """Mean seconds per training step (forward, backward, Adam) per anomaly mode, and the
     operators with the most self CPU time in one extra step (anomaly off)."""
-    from recbole.utils import init_seed
+    from recbole_ext.quick_start import prepare_run
 
-    from recbole_ext.config import Config
-    from recbole_ext.data import create_dataset, data_preparation
-    from recbole_ext.registry import get_model
-
-    config = Config(model=model_name, config_dict=config_dict)
-    init_seed(SEED, True)
-    train = data_preparation(config, create_dataset(config))[0]
-    model = get_model(model_name)(config, train._dataset)
+    run = prepare_run(model_name, config_dict={"seed": SEED, **config_dict}, with_trainer=False)
+    train, model = run.train_data, run.model
     optimizer = torch.optim.Adam(model.parameters(), lr=1.0e-3)
     record = {"training_rows": len(train.dataset), "batches_per_epoch": len(train),
               "mean_prefix_length": round(train.dataset.inter_feat["item_length"].float().mean().item(), 2)}
@@ -340,21 +334,17 @@ VIEWED_SOURCES = ("devooght-paper", "devooght-long")  # parts whose runs ``viewe
 
 
 def _retest(ckpt: dict, exclude_viewed: bool, loaders: dict) -> dict:
-    """Test metrics of a checkpoint's weights; ``loaders`` caches (train, test) per protocol."""
-    from recbole_ext.data import create_dataset, data_preparation
-    from recbole_ext.quick_start import config_from_checkpoint, model_from_checkpoint
-    from recbole_ext.registry import get_trainer
+    """Test metrics of a checkpoint's weights; ``loaders`` caches the data per protocol."""
+    from recbole_ext.checkpoint import config_from_checkpoint
+    from recbole_ext.quick_start import prepare_run
 
     config = config_from_checkpoint(ckpt, {"exclude_viewed": exclude_viewed, "state": "ERROR",
                                            "show_progress": False})
-    if exclude_viewed not in loaders:  # the data and its split do not depend on the model
-        train, _, test = data_preparation(config, create_dataset(config))
-        loaders[exclude_viewed] = (train, test)
-    train, test = loaders[exclude_viewed]
-    model = model_from_checkpoint(ckpt, config, train._dataset)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    trainer.eval_collector.data_collect(train)
-    result = trainer.evaluate(test, load_best_model=False, show_progress=False)
+    # the data and its split do not depend on the model
+    run = prepare_run(config=config, checkpoint=ckpt, data=loaders.get(exclude_viewed))
+    loaders[exclude_viewed] = (run.dataset, run.train_data, run.valid_data, run.test_data)
+    run.trainer.eval_collector.data_collect(run.train_data)
+    result = run.trainer.evaluate(run.test_data, load_best_model=False, show_progress=False)
     return {key: round(float(value), 4) for key, value in result.items()}
 
 
@@ -368,7 +358,7 @@ def run_viewed(store: ResultStore, quick: bool, select: Selection) -> None:
     or another run cannot be attributed by mistake.
     """
     from benchmarks.common import REPO_ROOT
-    from recbole_ext.compat import load_checkpoint
+    from recbole_ext.checkpoint import load_checkpoint
 
     records = {key: rec for part in VIEWED_SOURCES
                for key, rec in ResultStore(f"rnncce-{part}", quick=quick).records.items()}

@@ -3,9 +3,11 @@
 RecBole's ``create_dataset`` silently tries to download any dataset whose atomic files
 are missing (there is no network in many research clusters, and a typo in a dataset
 name should not trigger a download). Here the files are checked first, and a model
-listed in :data:`recbole_ext.registry.PLUGIN_DATASETS` gets its own dataset class, and any
-sequential model gets :class:`recbole_ext.data.devooght.DevooghtDataset` when the config sets
-``devooght_protocol: True``.
+listed in :data:`recbole_ext.registry.PLUGIN_DATASETS` gets its own dataset class. Any other
+model chooses a protocol through config: ``labeled_protocol: True`` gives it the labelled
+click-through datasets of :mod:`recbole_ext.data.labeled` (KNI's split, used for its
+baselines), and a sequential model with ``devooght_protocol: True`` gets
+:class:`recbole_ext.data.devooght.DevooghtDataset`.
 """
 
 from __future__ import annotations
@@ -52,17 +54,24 @@ def check_dataset_files(config) -> None:
 def create_dataset(config):
     """RecBole's ``create_dataset`` after checking the files; plugin dataset classes first."""
     check_dataset_files(config)
-    dataset_class = get_dataset_class(config["model"])
-    if (dataset_class is None and config["devooght_protocol"]
-            and config["MODEL_TYPE"] == ModelType.SEQUENTIAL):
-        # Any RecBole sequential model (GRU4Rec, SASRec, ...) can be scored on the same
-        # user-disjoint split as RNNCCE.
-        from recbole_ext.data.devooght import DevooghtDataset
-
-        dataset_class = DevooghtDataset
+    dataset_class = get_dataset_class(config["model"]) or protocol_dataset_class(config)
     if dataset_class is not None:
         return dataset_class(config)
     return recbole_create_dataset(config)
+
+
+def protocol_dataset_class(config) -> type | None:
+    """The dataset class of the protocol the config asks for, or None for RecBole's choice."""
+    if config["labeled_protocol"]:
+        from recbole_ext.data.labeled import LabeledDataset, LabeledKGDataset
+
+        return LabeledKGDataset if config["MODEL_TYPE"] == ModelType.KNOWLEDGE else LabeledDataset
+    if config["devooght_protocol"] and config["MODEL_TYPE"] == ModelType.SEQUENTIAL:
+        # any RecBole sequential model (GRU4Rec, SASRec, ...) can be scored on RNNCCE's split
+        from recbole_ext.data.devooght import DevooghtDataset
+
+        return DevooghtDataset
+    return None
 
 
 def data_preparation(config, dataset):

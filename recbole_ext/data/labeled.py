@@ -26,8 +26,8 @@ things RecBole's datasets cannot express are added in :meth:`LabeledSplitMixin.b
   The choice is recorded in the run's config (and by :class:`recbole_ext.trainer.kni.KNITrainer`
   as ``model_selection`` in the results).
 
-Models opt in through ``recbole_ext.registry.PLUGIN_DATASETS`` (KNI and NI do; the benchmark
-suite registers its baselines for its runs).
+KNI and NI always use these datasets (``recbole_ext.registry.PLUGIN_DATASETS``); any other
+model opts in with ``labeled_protocol: True`` (the kni benchmark suite does for its baselines).
 """
 
 from __future__ import annotations

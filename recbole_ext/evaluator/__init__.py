@@ -1,11 +1,10 @@
-"""Metrics that RecBole lacks, registered into RecBole's evaluator on import.
-
-Each module below defines its metrics with ``@register_metric``.
+"""Metrics that RecBole lacks. Each module below declares its metrics with
+``@register_metric``; :func:`recbole_ext.plugin.register_with_recbole` adds them to RecBole.
 """
 
-from recbole_ext.evaluator.register import register_metric
+from recbole_ext.evaluator.register import PLUGIN_METRICS, add_metrics_to_recbole, register_metric
 from recbole_ext.evaluator import sequence_metrics  # noqa: F401,E402  (sps, user/item coverage, blockbuster share)
 from recbole_ext.evaluator import rating_metrics  # noqa: F401,E402  (precision@p% for explicit ratings)
 from recbole_ext.evaluator import label_metrics  # noqa: F401,E402  (ACC at the mean training label, KNI)
 
-__all__ = ["register_metric"]
+__all__ = ["PLUGIN_METRICS", "add_metrics_to_recbole", "register_metric"]

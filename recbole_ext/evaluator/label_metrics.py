@@ -51,9 +51,8 @@ class ACC(LossMetric):
         if value is None or value == "auto":
             raise ValueError(
                 "The ACC metric's 'acc_threshold' is 'auto' (mean training label) but no dataset "
-                "resolved it: use a labelled-protocol dataset (recbole_ext.data.labeled, registered "
-                "for KNI/NI in recbole_ext.registry.PLUGIN_DATASETS) or set `acc_threshold` to a "
-                "number in [0, 1].")
+                "resolved it: use the labelled protocol (`labeled_protocol: True`; KNI and NI always "
+                "do) or set `acc_threshold` to a number in [0, 1].")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
             raise ValueError(f"The 'acc_threshold' config key of the ACC metric must be 'auto' or a "
                              f"number in [0, 1]. Got {value!r} instead.")

@@ -37,7 +37,7 @@ import os
 import numpy as np
 from recbole.trainer import Trainer
 
-from recbole_ext.compat import to_plain
+from recbole_ext.utils import to_plain
 
 SUB_STAGES = ("fixed", "update")
 _SUB_STAGE_TEXT = {"fixed": "assignment fixed", "update": "assignment re-estimated every epoch"}

@@ -86,7 +86,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from recbole_ext.compat import load_checkpoint
+from recbole_ext.checkpoint import load_checkpoint
 from recbole_ext.model.general_recommender._meta_embedding import (
     assignment_matrix,
     fine_assignment_from_partition,
