@@ -1,8 +1,9 @@
 """``python -m benchmarks <suite> [--quick] [--resume|--fresh] [--seeds 2020 2021 2022]``.
 
-Each suite is ``benchmarks/suites/<suite>.py`` with a ``main(args)`` function. Results
-go to ``benchmarks/results/<suite>[_quick].{json,md,png}``; a rerun resumes where the
-last one stopped unless ``--fresh`` is given.
+Each suite is ``benchmarks/suites/<suite>.py`` with a ``main(args)`` function. Results go to
+``benchmarks/results/<suite>/<part>.{json,md,png}`` (``--quick`` pipeline checks to the
+git-ignored ``benchmarks/results/quick/``); a rerun resumes where the last one stopped unless
+``--fresh`` is given.
 """
 
 from __future__ import annotations

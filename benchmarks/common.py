@@ -12,6 +12,8 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Each location can be moved by an environment variable (a scratch run, a shared data disk).
 RESULTS_DIR = Path(os.environ.get("RECBOLE_EXT_BENCH_RESULTS", REPO_ROOT / "benchmarks" / "results"))
+# --quick pipeline checks write here (git-ignored): their numbers are not results
+QUICK_SUBDIR = "quick"
 RAW_DATA = Path(os.environ.get("RECBOLE_EXT_RAW_DATA", REPO_ROOT.parent / "shared" / "data" / "raw"))
 DATASET_DIR = Path(os.environ.get("RECBOLE_EXT_DATASET_DIR", REPO_ROOT / "dataset"))
 
@@ -23,17 +25,20 @@ def use_gpu() -> bool:
 
 
 class ResultStore:
-    """Results of one suite, saved as JSON after every run so an interrupted suite resumes.
+    """Results of one part of a suite, saved as JSON after every run so an interrupted suite resumes.
 
     Args:
-        suite: suite name; files are ``benchmarks/results/<suite>[_quick].*``.
-        quick: the quick size writes separate files from the full size.
+        suite: suite name (``python -m benchmarks <suite>``).
+        part: the part of the suite; its files are ``benchmarks/results/<suite>/<part>.{json,md,png}``
+            (``benchmarks/results/quick/<suite>/<part>.*`` for ``--quick``, a git-ignored folder).
+        quick: the quick size writes to the ignored folder.
         resume: keep the records of an earlier run (False starts afresh).
     """
 
-    def __init__(self, suite: str, quick: bool = False, resume: bool = True) -> None:
-        self.stem = f"{suite}_quick" if quick else suite
-        self.json_path = RESULTS_DIR / f"{self.stem}.json"
+    def __init__(self, suite: str, part: str, quick: bool = False, resume: bool = True) -> None:
+        self.suite, self.part = suite, part
+        self.dir = (RESULTS_DIR / QUICK_SUBDIR if quick else RESULTS_DIR) / suite
+        self.json_path = self.dir / f"{part}.json"
         self.records: dict[str, dict] = {}
         self._replace_file = not resume  # a fresh run drops the old records on its first save
         if resume and self.json_path.is_file():
@@ -45,11 +50,16 @@ class ResultStore:
     def add(self, key: str, record: dict) -> None:
         self.records[key] = record
         self._save()
-        print(f"[{self.stem}] {len(self.records)} runs recorded; last: {key}", flush=True)
+        print(f"[{self.suite}/{self.part}] {len(self.records)} runs recorded; last: {key}", flush=True)
 
     def path(self, name: str) -> Path:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        return RESULTS_DIR / name
+        """A file of this suite's folder (created), e.g. another figure of the part."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return self.dir / name
+
+    def file(self, extension: str) -> Path:
+        """This part's own ``<part>.<extension>``."""
+        return self.path(f"{self.part}.{extension}")
 
     def _lock_path(self) -> Path:
         """A lock file outside the results folder, one per result file."""
@@ -63,14 +73,14 @@ class ResultStore:
         """Merge into the file under a lock: several processes may fill one suite's runs."""
         import fcntl
 
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
         with open(self._lock_path(), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if self.json_path.is_file() and not self._replace_file:
                 on_disk = json.loads(self.json_path.read_text())["records"]
                 self.records = {**on_disk, **self.records}
             tmp = self.json_path.with_suffix(f".json.{os.getpid()}.tmp")
-            payload = {"suite": self.stem, "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
+            payload = {"suite": self.suite, "part": self.part, "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
                        "records": self.records}
             tmp.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
             os.replace(tmp, self.json_path)
@@ -78,15 +88,15 @@ class ResultStore:
 
     def write_markdown(self, title: str, header: list[str], rows: Iterable[list[Any]],
                        notes: str = "") -> Path:
-        """Write ``<stem>.md``: a title, a table and free-text notes (commands, caveats)."""
+        """Write ``<part>.md``: a title, a table and free-text notes (commands, caveats)."""
         lines = [f"# {title}", "", "| " + " | ".join(header) + " |",
                  "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(_fmt(cell) for cell in row) + " |" for row in rows]
         if notes:
             lines += ["", notes.strip()]
-        path = self.path(f"{self.stem}.md")
+        path = self.file("md")
         path.write_text("\n".join(lines) + "\n")
-        print(f"[{self.stem}] wrote {_shown(path)}", flush=True)
+        print(f"[{self.suite}/{self.part}] wrote {_shown(path)}", flush=True)
         return path
 
 

@@ -19,10 +19,12 @@ in, which adds sign-flip noise of norm up to 2); the extra edge never points at 
 
 Usage::
 
-    python -m benchmarks leporid --only fig2 [--quick]      # as part of the LEPORID suite
+    python -m benchmarks leporid --only fig2 [--quick]      # the suite part: results/leporid/fig2.*
     python -m benchmarks.leporid_fig2 [--graphs 50] [--repeats 30] [--lam 0.5] [--laplacian sym] [--quick]
 
-Writes ``benchmarks/results/leporid_fig2[_quick][_sym].png`` and ``.json``.
+Run on its own (to explore other settings), it writes ``fig2-<laplacian>[-quick].{png,json}``
+under the git-ignored ``benchmarks/results/quick/leporid/``; the committed figure is the
+suite's.
 """
 
 from __future__ import annotations
@@ -34,9 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import pyplot, save_figure
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from benchmarks.common import QUICK_SUBDIR, RESULTS_DIR, pyplot, save_figure
 
 
 def barabasi_albert(n: int, m: int, rng: np.random.Generator) -> np.ndarray:
@@ -138,7 +138,9 @@ def plot(result: dict[str, list], path: Path, title: str) -> None:
     save_figure(fig, path, dpi=120)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None, png: Path | None = None) -> dict:
+    """Run the simulation; write its figure to ``png`` (standalone: a scratch folder, with the
+    JSON beside it) and return settings, seconds, summary and per-node changes."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--graphs", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=30)
@@ -156,13 +158,15 @@ def main(argv: list[str] | None = None) -> dict:
     result = simulate(args.graphs, args.repeats, args.nodes, args.m, args.dim, args.lam, args.laplacian,
                       args.seed)
     seconds = time.perf_counter() - start
-    stem = "leporid_fig2" + ("_quick" if args.quick else "") + ("" if args.laplacian == "unnormalized"
-                                                                 else f"_{args.laplacian}")
     title = (f"BA graphs N={args.nodes}, M={args.m}: {args.graphs} graphs x {args.repeats} extra edges\n"
              f"dim={args.dim}, {args.laplacian} Laplacian, LEPORID lambda={args.lam}")
-    plot(result, RESULTS / f"{stem}.png", title)
     payload = {"settings": vars(args), "seconds": round(seconds, 1), "summary": summarise(result), "per_node": result}
-    (RESULTS / f"{stem}.json").write_text(json.dumps(payload, indent=1) + "\n")
+    if png is None:
+        scratch = RESULTS_DIR / QUICK_SUBDIR / "leporid"
+        png = scratch / f"fig2-{args.laplacian}{'-quick' if args.quick else ''}.png"
+        png.parent.mkdir(parents=True, exist_ok=True)
+        png.with_suffix(".json").write_text(json.dumps(payload, indent=1) + "\n")
+    plot(result, png, title)
     print(json.dumps({"seconds": payload["seconds"], "summary": payload["summary"]}, indent=1))
     return payload
 

@@ -25,14 +25,15 @@ def test_quick_suite_writes_results_and_resumes(tmp_path, tiny_dataset):
     data_root, _ = tiny_dataset
     first = run_suite(tmp_path, data_root, "--only", "BPR", "BiasedMF")
     assert first.returncode == 0, first.stderr[-2000:]
-    results = tmp_path / "results"
-    records = json.loads((results / "smoke_quick.json").read_text())["records"]
+    results = tmp_path / "results" / "quick" / "smoke"  # --quick output: the ignored folder
+    records = json.loads((results / "runs.json").read_text())["records"]
     assert set(records) == {"BPR/tiny/seed2020", "BiasedMF/tiny/seed2020"}
     assert "rmse" in records["BiasedMF/tiny/seed2020"]["test_result"]
     assert "recall@10" in records["BPR/tiny/seed2020"]["test_result"]
-    table = (results / "smoke_quick.md").read_text()
+    table = (results / "runs.md").read_text()
     assert "| BPR/tiny/seed2020 |" in table
-    assert (results / "smoke_quick.png").stat().st_size > 0
+    assert (results / "runs.png").stat().st_size > 0
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["quick"]
 
     second = run_suite(tmp_path, data_root, "--only", "BPR", "BiasedMF")
     assert second.returncode == 0, second.stderr[-2000:]
@@ -50,17 +51,18 @@ def test_result_stores_of_one_suite_merge_and_fresh_replaces(tmp_path, monkeypat
     import benchmarks.common as common
 
     monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
-    first, second = common.ResultStore("s"), common.ResultStore("s")  # two processes, one file
+    first, second = common.ResultStore("s", "p"), common.ResultStore("s", "p")  # two processes, one file
     first.add("a", {"x": 1})
     second.add("b", {"x": 2})
-    assert set(json.loads((tmp_path / "s.json").read_text())["records"]) == {"a", "b"}
-    assert common.ResultStore("s").done("a")
-    fresh = common.ResultStore("s", resume=False)
+    path = tmp_path / "s" / "p.json"  # results/<suite>/<part>.json
+    assert set(json.loads(path.read_text())["records"]) == {"a", "b"}
+    assert common.ResultStore("s", "p").done("a")
+    fresh = common.ResultStore("s", "p", resume=False)
     fresh.add("c", {"x": 3})
-    assert set(json.loads((tmp_path / "s.json").read_text())["records"]) == {"c"}
+    assert set(json.loads(path.read_text())["records"]) == {"c"}
     fresh.add("d", {"x": 4})
-    assert set(json.loads((tmp_path / "s.json").read_text())["records"]) == {"c", "d"}
-    assert not list(tmp_path.glob("*.lock")) and not list(tmp_path.glob("*.tmp"))
+    assert set(json.loads(path.read_text())["records"]) == {"c", "d"}
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["p.json"]  # no lock or temp file left
 
 
 def test_rnncce_selection_from_only_and_seeds():
@@ -78,3 +80,22 @@ def test_rnncce_selection_from_only_and_seeds():
     # run labels without a part name would silently run nothing: refused, naming the parts
     with pytest.raises(SystemExit, match="name at least one part"):
         rnncce.main(Namespace(only=["d100-tied"], seeds=None, quick=True, resume=True))
+
+
+def test_every_committed_result_file_belongs_to_a_suite_part():
+    """results/<suite>/<part>.{json,md,png}: a suite that exists, and a JSON naming its suite and part."""
+    import subprocess as sp
+
+    from benchmarks.__main__ import available_suites
+
+    tracked = sp.run(["git", "ls-files", "benchmarks/results"], cwd=REPO_ROOT, capture_output=True,
+                     text=True, check=True).stdout.split()
+    if not tracked:
+        pytest.skip("not a git checkout")
+    for name in tracked:
+        parts = name.split("/")
+        assert len(parts) == 4 and parts[2] in available_suites(), f"{name}: not results/<suite>/<part>.*"
+        assert parts[3].rsplit(".", 1)[1] in {"json", "md", "png"}, name
+        if name.endswith(".json"):
+            payload = json.loads((REPO_ROOT / name).read_text())
+            assert (payload["suite"], payload["part"]) == (parts[2], parts[3][:-5]), name

@@ -240,7 +240,7 @@ def repo_path(path: str) -> str:
 def main(args) -> None:
     size_key = size_name(args.quick)
     size = SIZES[size_key]
-    store = ResultStore("c2f" if size_key in ("full", "quick") else f"c2f-{size_key}", quick=args.quick,
+    store = ResultStore("c2f", "full" if size_key == "quick" else size_key, quick=args.quick,
                         resume=args.resume)
     seed = (args.seeds or [SEED])[0]
     only = set(args.only or [])
@@ -389,7 +389,7 @@ def write_table(store: ResultStore, size_key: str) -> None:
 
 
 def plot_memory_vs_recall(store: ResultStore) -> None:
-    """``<stem>.png``: Recall@20 against embedding bytes (log scale), one line per dataset."""
+    """``<part>.png``: Recall@20 against embedding bytes (log scale), one line per dataset."""
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
@@ -406,7 +406,7 @@ def plot_memory_vs_recall(store: ResultStore) -> None:
     ax.set_xlabel("embedding bytes (log)")
     ax.set_ylabel("test Recall@20")
     ax.legend(fontsize=7)
-    save_figure(fig, store.path(f"{store.stem}.png"))
+    save_figure(fig, store.file("png"))
 
 
 def cpu_epoch_seconds(rec: dict) -> float | None:

@@ -28,15 +28,15 @@ Runs (``--only`` takes these labels):
 Sizes: ``--quick``: ``QUICK_EPOCHS`` epochs, seed 2020. Full: the reference's budget, up to
 ``FULL_EPOCHS`` = 100 epochs with validation every 2 epochs and early stopping after 5
 validations without improvement (its patience of 10 epochs), seeds ``SEEDS`` (``--seeds``
-overrides), seed-major order. Validation AUC by epoch is plotted in ``kni.png``. Seconds per epoch are the trainer's wall-clock training epochs and
-validation passes (KNI's pass averages ``n_eval = 40`` samplings).
+overrides), seed-major order. Validation AUC by epoch is plotted in ``kni/table.png``. Seconds
+per epoch are the trainer's wall-clock training epochs and validation passes (KNI's pass averages ``n_eval = 40`` samplings).
 Run with ``OMP_NUM_THREADS=1`` on a shared CPU.
 
 ``--only timing``: KNI ni:1 and KGCN built in one process and trained ``TIMING_EPOCHS`` epochs
-each, their epochs and validation passes interleaved (``kni-timing.{json,md}``): the issue's
+each, their epochs and validation passes interleaved (``kni/timing.{json,md}``): the issue's
 speed goal compares one training epoch plus one evaluation pass of each. Run with
 ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` set (glibc keeps freed memory, so no
-page faults on re-allocation) it writes ``kni-timing-keepmem.{json,md}`` instead.
+page faults on re-allocation) it writes ``kni/timing-keepmem.{json,md}`` instead.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def run_timing(epochs: int = TIMING_EPOCHS) -> None:
     # glibc settings that keep freed memory (no page faults on re-allocation): a second table
     keep_memory = [f"{name}={os.environ[name]}" for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
                    if name in os.environ]
-    store = ResultStore("kni-timing-keepmem" if keep_memory else "kni-timing", resume=False)
+    store = ResultStore("kni", "timing-keepmem" if keep_memory else "timing", resume=False)
     for label in labels:
         store.add(label, {"label": label, "epochs": epochs, **seconds[label]})
     totals = {label: np.add(seconds[label]["train"], seconds[label]["valid"]) for label in labels}
@@ -171,7 +171,7 @@ def run_timing(epochs: int = TIMING_EPOCHS) -> None:
         ["run", "median s / train epoch", "median s / valid pass", "median epoch + valid", "range", "last valid AUC"],
         rows, notes=f"Command: `{' '.join(keep_memory + [f'OMP_NUM_THREADS={torch.get_num_threads()}'])} "
                     "python -m benchmarks kni --only timing`. "
-                    f"{epochs} epochs of each model, same split and protocol as `kni.md` (seed 2020); KNI's pass "
+                    f"{epochs} epochs of each model, same split and protocol as `table.md` (seed 2020); KNI's pass "
                     "averages n_eval = 40 samplings of each validation row. Wall-clock seconds on the 2-core "
                     "machine, one thread; the two models alternate epoch by epoch in one process.")
 
@@ -181,7 +181,7 @@ def main(args) -> None:
     if args.only == ["timing"]:
         run_timing()
         return
-    store = ResultStore("kni", quick=args.quick, resume=args.resume)
+    store = ResultStore("kni", "table", quick=args.quick, resume=args.resume)
     seeds = args.seeds or ([2020] if args.quick else SEEDS)
     labels = args.only or [label for label in RUNS if label not in ON_REQUEST]
     unknown = set(labels) - set(RUNS)
@@ -253,7 +253,7 @@ the term adds no gradient.
 
 
 def plot_valid_auc(store: ResultStore) -> None:
-    """``<stem>.png``: validation AUC by epoch of every run, one colour per model."""
+    """``<part>.png``: validation AUC by epoch of every run, one colour per model."""
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -269,4 +269,4 @@ def plot_valid_auc(store: ResultStore) -> None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation AUC")
     ax.legend(fontsize=7)
-    save_figure(fig, store.path(f"{store.stem}.png"))
+    save_figure(fig, store.file("png"))

@@ -7,7 +7,7 @@ Parts (``--only`` takes part names; default all):
 - ``fig2``: the paper's Fig. 2 simulator (:mod:`benchmarks.leporid_fig2`): Barabási–Albert
   graphs, one extra edge per node, embedding change against degree for LE and LEPORID.
   ``--quick``: 5 graphs x 10 extra edges; full: the official 50 x 30.
-  Writes ``leporid_fig2[_quick].{json,png}``.
+  Writes ``leporid/fig2.{json,png}``.
 - ``init``: on the preset's training split of ML-1M (``leporid-ml-1m``: per-user
   chronological 70/10/20), seconds of our sparse LEPORID (users, items) against a
   straightforward dense implementation (dense Jaccard by matrix products, dense
@@ -18,14 +18,17 @@ Parts (``--only`` takes part names; default all):
   (``split_check``). Ours is computed on the preset split and on the official split as
   far as it can be rebuilt (first ``int(0.7 n)`` ratings of every user by time), with
   ARPACK ``which='LA'`` (ours) and ``'LM'`` (the official code's choice). ``--quick``
-  skips the dense user side (a 6,040 x 6,040 eigenproblem). ``leporid-init[_quick].json``.
+  skips the dense user side (a 6,040 x 6,040 eigenproblem). ``leporid/init.json``.
 - ``table``: ItemKNN, and BPR / NeuMF / LightGCN each with ``embedding_init`` default, le
   and leporid (BPR and LightGCN also with leporid at ``embedding_init_std: 0.1``); DLR2 with
   random (``default``, trainable) and LEPORID (frozen, its default) embeddings, on a
   200-user subset for one epoch and on all users at the official iteration budget. Preset ``leporid-ml-1m`` (split, HR / Precision / Recall @1,5,10,
   NDCG@10), RecBole's default hyper-parameters of each model, seed 2020. Besides all
   test users, the same metrics on the 25% of test users with the fewest training
-  ratings (the paper's tail users; ties by user id). ``leporid-table[_quick].json``.
+  ratings (the paper's tail users; ties by user id). ``leporid/table.json``.
+
+The report of all three parts is ``leporid/report.md``; ``--quick`` writes everything under
+the git-ignored ``benchmarks/results/quick/leporid/`` instead.
 
 Budget (``BUDGET``; 2 shared CPU cores, no GPU). ``--quick`` trains every model for one
 epoch on the first 500 ML-1M users (DLR2: the first 100). The full size trains
@@ -396,16 +399,15 @@ def run_fig2(store: ResultStore, quick: bool) -> None:
 
     if store.done("fig2"):
         return
-    payload = leporid_fig2.main(["--quick"] if quick else [])
+    payload = leporid_fig2.main(["--quick"] if quick else [], png=store.file("png"))
     store.add("fig2", {"settings": payload["settings"], "seconds": payload["seconds"],
-                       "summary": payload["summary"],
-                       "png": f"leporid_fig2{'_quick' if quick else ''}.png"})
+                       "summary": payload["summary"], "png": store.file("png").name})
 
 
 # -------------------------------------------------------------------------------- report
 def write_report(quick: bool) -> None:
-    stores = {part: ResultStore(f"leporid-{part}", quick=quick) for part in PARTS}
-    out = ResultStore("leporid", quick=quick, resume=False)
+    stores = {part: ResultStore("leporid", part, quick=quick) for part in PARTS}
+    out = ResultStore("leporid", "report", quick=quick, resume=False)
     metrics = ["hit@1", "hit@10", "precision@10", "recall@10", "ndcg@10"]
     header = ["run", "data", "epochs"] + metrics + [f"tail {m}" for m in ("hit@10", "recall@10", "ndcg@10")]
     rows = []
@@ -442,7 +444,7 @@ def write_report(quick: bool) -> None:
                          for name, a in init["angles"].items()))
         notes.append(f"Split check of the preset against the official validation file: {init['split_check']}.")
     # the official 50 x 30 simulation may not have run; then the quick one is reported, labelled by its size
-    fig2 = stores["fig2"].records.get("fig2") or ResultStore("leporid-fig2", quick=True).records.get("fig2")
+    fig2 = stores["fig2"].records.get("fig2") or ResultStore("leporid", "fig2", quick=True).records.get("fig2")
     if fig2:
         s = fig2["summary"]
         notes.append(f"Fig. 2 ({fig2['settings']['graphs']} BA graphs x {fig2['settings']['repeats']} extra edges, "
@@ -458,6 +460,6 @@ def main(args) -> None:
     runners = {"fig2": run_fig2, "init": run_init, "table": run_table}
     for part in PARTS:
         if not args.only or part in args.only:
-            runners[part](ResultStore(f"leporid-{part}", quick=args.quick, resume=args.resume), args.quick)
+            runners[part](ResultStore("leporid", part, quick=args.quick, resume=args.resume), args.quick)
     write_report(args.quick)
 

@@ -14,21 +14,23 @@ Parts (``--only`` takes part names):
   per epoch and test metrics under RecBole's leave-one-out protocol (the other RNNCCE
   variants' step cost is in ``profile``).
   Anomaly mode is off for every run here.
+- ``ab``: the ``timing`` pair alternated (GRU4Rec, RNNCCE, three rounds of one epoch each), so
+  a change in the machine's load hits both models alike.
 - ``devooght``: ML-1M user-disjoint split (500 validation + 500 test users, kwonmha's
   setting), the six ``rnncce-ml-1m-d{50,100,200}-{untied,tied}`` presets, the d100 tied preset
   without the KL term, and RecBole's GRU4Rec (its default architecture, CE loss) with the
   d100 preset's data and training settings; sps@10 and recall@10 next to the seed's numbers,
   and seconds per epoch.
 - ``devooght-paper`` (only when named): the ``devooght`` runs at kwonmha's budget, all 5040
-  training users for one epoch (about 51,000 batches of 16); ``rnncce-devooght-paper.json``.
+  training users for one epoch (about 51,000 batches of 16); ``rnncce/devooght-paper.json``.
 - ``devooght-long`` (only when named): all 5040 training users for up to 4 epochs, validation
   sps@10 after every epoch and the best epoch tested, as kwonmha keeps the best validated model
-  of a run that goes on past its 50,000-batch minimum; ``rnncce-devooght-long.json``.
+  of a run that goes on past its 50,000-batch minimum; ``rnncce/devooght-long.json``.
 - Sweep labels (only when named, with a Devooght part): ``d100-tied-t20g1`` runs the d100 tied +
   KL preset with tau 20 and gamma 1 (any dim 50/100/200, tau, gamma).
 - ``viewed``: the saved checkpoints of the ``devooght-paper`` / ``devooght-long`` runs tested
   again with every first-half item removed from the ranking (``exclude_viewed: True``,
-  Devooght's test.py default); ``rnncce-viewed.json`` / ``.md``.
+  Devooght's test.py default); ``rnncce/viewed.json`` / ``.md``.
 - ``beauty-ab``: one epoch each of the Beauty untied and tied + KL runs, alternated twice.
 - ``beauty``: Amazon Beauty with RecBole's leave-one-out protocol; RNNCCE dim 100 untied vs
   tied (+KL), and GRU4Rec.
@@ -42,8 +44,9 @@ training users (about 7,200 batches of 16; all validation and test users are kep
 runs ``timing`` for one epoch. ``--quick``: ``devooght`` on 100 training users, ``timing``
 and ``beauty`` one epoch, ``profile`` with fewer steps.
 
-Results: ``benchmarks/results/rnncce-<part>[_quick].json`` (one per part), a combined
-``rnncce[_quick].md`` and ``rnncce-devooght[_quick].png``. Runs use
+Results: ``benchmarks/results/rnncce/<part>.json`` (one per part), a combined ``report.md`` and
+``devooght.png`` (``devooght-paper.png``, ``devooght-long.png``); ``--quick`` writes them under the
+git-ignored ``benchmarks/results/quick/rnncce/``. Runs use
 ``torch.get_num_threads()`` threads; on a shared CPU set ``OMP_NUM_THREADS=1``
 (oversubscribed OpenMP threads made a batch-16 LSTM step 15x slower in our measurements).
 """
@@ -61,7 +64,6 @@ import numpy as np
 import torch
 
 from benchmarks.common import DATASET_DIR, ResultStore, ensure_converted, pyplot, run_one, save_figure
-from recbole_ext.config import PROPERTIES_DIR, load_yaml_file
 
 SEED = 2020
 SEED_TABLE = {  # kwonmha README, ML-1M, @10 in %: (sps, recall)
@@ -69,9 +71,20 @@ SEED_TABLE = {  # kwonmha README, ML-1M, @10 in %: (sps, recall)
     (100, "untied"): (29.2, 5.2), (100, "tied"): (33.8, 6.6),
     (200, "untied"): (28.6, 5.6), (200, "tied"): (31.0, 6.8),
 }
-RNNCCE_ONLY_KEYS = {"model", "cell", "embedding_size", "hidden_size", "num_layers", "dropout_prob",
-                    "output", "tying_loss", "tying_temperature", "tying_gamma",
-                    "tying_target_grad"}
+# data and training keys of the d100 preset (with RNNCCE's defaults under it) that GRU4Rec
+# shares on the Devooght split; the architecture keys stay RNNCCE's
+DEVOOGHT_SHARED_KEYS = ("dataset", "devooght_protocol", "benchmark_filename", "load_col", "exclude_viewed",
+                        "MAX_ITEM_LIST_LENGTH", "train_batch_size", "learner", "learning_rate",
+                        "clip_grad_norm", "metrics", "topk", "valid_metric", "eval_args",
+                        "eval_batch_size", "epochs", "stopping_step")
+
+
+def devooght_settings_for_others() -> dict:
+    """The d100 preset's data and training settings, as the yaml layers give them to RNNCCE."""
+    from recbole_ext.config import Config
+
+    layers = Config(model="RNNCCE", preset="rnncce-ml-1m-d100-tied").external_config_dict
+    return {key: layers[key] for key in DEVOOGHT_SHARED_KEYS if key in layers}
 LOO = {"train_neg_sample_args": None, "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"},
        "metrics": ["Recall", "MRR", "NDCG", "Hit", "Precision"], "topk": [10],
@@ -274,8 +287,7 @@ def run_devooght(store: ResultStore, quick: bool, select: Selection, size: str |
                 overrides = {"tying_temperature": float(sweep[2]), "tying_gamma": float(sweep[3])}
                 run_preset(label, int(sweep[1]), "tied", overrides, {"output": "tied-sweep", **overrides})
         if wanted("GRU4Rec"):
-            preset = load_yaml_file(PROPERTIES_DIR / "paper" / "rnncce-ml-1m-d100-tied.yaml")
-            settings = {k: v for k, v in preset.items() if k not in RNNCCE_ONLY_KEYS}
+            settings = devooght_settings_for_others()
             settings.update({"dataset": dataset, "seed": seed, "epochs": n_epochs, "loss_type": "CE",
                              "train_neg_sample_args": None})
             store.add(key("GRU4Rec"), summary(run_one("GRU4Rec", dataset, settings))
@@ -361,7 +373,7 @@ def run_viewed(store: ResultStore, quick: bool, select: Selection) -> None:
     from recbole_ext.checkpoint import load_checkpoint
 
     records = {key: rec for part in VIEWED_SOURCES
-               for key, rec in ResultStore(f"rnncce-{part}", quick=quick).records.items()}
+               for key, rec in ResultStore("rnncce", part, quick=quick).records.items()}
     loaders: dict = {}
     for path in sorted((REPO_ROOT / "saved" / "benchmarks").glob("RNNCCE-ml-1m-devooght-[A-Z]*.pth")):
         ckpt = load_checkpoint(path)
@@ -405,7 +417,7 @@ def main(args) -> None:
         if part in DEVOOGHT_PARTS.values() and part not in only:
             continue  # hours of CPU: only when asked for by name
         if all_parts or part in only:
-            runner(ResultStore(f"rnncce-{part}", quick=args.quick, resume=args.resume), args.quick, select)
+            runner(ResultStore("rnncce", part, quick=args.quick, resume=args.resume), args.quick, select)
     write_tables(args.quick)
 
 
@@ -426,10 +438,10 @@ def _profile_cells(rec: dict) -> tuple[str, str]:
 
 
 def write_tables(quick: bool) -> None:
-    """``rnncce[_quick].md`` (and the Devooght plot) from the result files of every part run so far."""
-    store = ResultStore("rnncce", quick=quick, resume=False)
+    """``report.md`` (and the Devooght plots) from the result files of every part run so far."""
+    store = ResultStore("rnncce", "report", quick=quick, resume=False)
     records = {key: rec for part in PARTS
-               for key, rec in ResultStore(f"rnncce-{part}", quick=quick).records.items()}
+               for key, rec in ResultStore("rnncce", part, quick=quick).records.items()}
     header = ["part", "run", "sps@10 % (ours)", "sps@10 % (seed)", "recall@10 % (ours)",
               "recall@10 % (seed)", "other test metrics", "s/epoch", "epochs", "params"]
     rows = []
@@ -473,16 +485,16 @@ def write_tables(quick: bool) -> None:
         "runs, so two processes can share a table.")
     store.write_markdown("RNN-CCE: weight tying (seed 002) and epoch cost", header, rows, notes)
     write_viewed_table(records, quick)
-    plot_devooght(records, store.path(f"rnncce-devooght{'_quick' if quick else ''}.png"), users, epochs)
+    plot_devooght(records, store.path("devooght.png"), users, epochs)
     if not quick:
         for size, part in DEVOOGHT_PARTS.items():
             n_epochs = DEVOOGHT_BUDGET[size][1]  # both named-only parts train all 5040 users
-            plot_devooght(records, store.path(f"rnncce-{part}.png"), "all 5040",
+            plot_devooght(records, store.path(f"{part}.png"), "all 5040",
                           n_epochs if n_epochs == 1 else f"up to {n_epochs}", part=part)
 
 
 def write_viewed_table(records: dict, quick: bool) -> None:
-    """``rnncce-viewed.md``: the Devooght runs tested with and without the first half ranked."""
+    """``viewed.md``: the Devooght runs tested with and without the first half ranked."""
     rows = []
     for key, rec in sorted(records.items()):
         if key.startswith("viewed/"):
@@ -499,7 +511,7 @@ def write_viewed_table(records: dict, quick: bool) -> None:
              "checkpoint is matched to its run) and with `exclude_viewed: True` (every first-half item "
              "removed from the ranking, Devooght's test.py default). Reproduce: `python -m benchmarks "
              "rnncce --only viewed` after the devooght-paper / devooght-long runs.")
-    ResultStore("rnncce-viewed", quick=quick).write_markdown(
+    ResultStore("rnncce", "viewed", quick=quick).write_markdown(
         "RNN-CCE: Devooght ML-1M runs with the first half ranked or excluded", header, rows, notes)
 
 

@@ -7,7 +7,7 @@ ratings, RMSE) and RNNCCE (ours, next-item ranking).
 
 Data: RecBole's bundled ml-100k, or ``RECBOLE_EXT_SMOKE_DATASET`` found under
 ``RECBOLE_EXT_DATASET_DIR`` (default ``dataset/``). ``--quick``: 1 epoch per model;
-full size: 10 epochs. Results: ``benchmarks/results/smoke[_quick].{json,md,png}``.
+full size: 10 epochs. Results: ``benchmarks/results/[quick/]smoke/runs.{json,md,png}``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def data_location(dataset: str) -> str:
 
 def main(args) -> None:
     dataset = os.environ.get("RECBOLE_EXT_SMOKE_DATASET", "ml-100k")
-    store = ResultStore("smoke", quick=args.quick, resume=args.resume)
+    store = ResultStore("smoke", "runs", quick=args.quick, resume=args.resume)
     epochs = 1 if args.quick else 10
     for model in args.only or MODELS:
         for seed in args.seeds or SEEDS:
@@ -65,4 +65,4 @@ def plot_fit_seconds(store: ResultStore) -> None:
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.barh(keys, [store.records[k]["fit_seconds"] for k in keys])
     ax.set_xlabel("fit seconds (2 CPU cores)")
-    save_figure(fig, store.path(f"{store.stem}.png"), dpi=100)
+    save_figure(fig, store.file("png"), dpi=100)

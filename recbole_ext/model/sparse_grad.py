@@ -3,9 +3,9 @@
 A model that looks up a few thousand rows of a large embedding table but regularises or
 optimises the *whole* table densely (KNI's reference: Adam plus l2 over every row) needs the
 dense gradient. PyTorch's CPU embedding backward builds it in a newly allocated, zero-filled
-table-sized tensor for every lookup; for KNI's 95,742 x 128 Book-Crossing table those
-allocations (page faults plus memset, three per lookup) took 0.11 s of a 0.13 s training step
-on one thread. :class:`BufferedGradEmbedding` instead adds each lookup's row gradients straight
+table-sized tensor for every lookup, and for a table as large as KNI's Book-Crossing one
+those allocations (page faults plus memset, three per lookup) cost most of a CPU training step
+(benchmarks/README.md, KNI timing). :class:`BufferedGradEmbedding` instead adds each lookup's row gradients straight
 into one persistent dense buffer, clearing only the rows written the step before. The
 optimiser sees exactly the same dense gradient.
 """
