@@ -41,8 +41,18 @@ from recbole.utils.argument_list import (
 from recbole_ext.plugin import register_with_recbole
 from recbole_ext.registry import get_model
 
-PROPERTIES_DIR = Path(os.environ.get("RECBOLE_EXT_PROPERTIES",
-                                     Path(__file__).resolve().parent.parent / "properties"))
+
+def _properties_dir() -> Path:
+    """The property files: ``$RECBOLE_EXT_PROPERTIES``, else the copy an installed wheel carries
+    (``recbole_ext/properties``), else the repository's top-level ``properties/`` (a source
+    checkout or an editable install, where that folder is the only copy)."""
+    if os.environ.get("RECBOLE_EXT_PROPERTIES"):
+        return Path(os.environ["RECBOLE_EXT_PROPERTIES"])
+    packaged = Path(__file__).resolve().parent / "properties"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "properties"
+
+
+PROPERTIES_DIR = _properties_dir()
 
 # Keys that are set by recbole-ext's runners or RecBole's internals, not by yaml files.
 _RUNTIME_KEYS = {
@@ -229,7 +239,7 @@ class Config(RecBoleConfig):
         return merged
 
     def _load_cmd_line(self):
-        # run_recbole_ext.py parses the command line and hands overrides in as
+        # the CLI (recbole_ext.cli) parses the command line and hands overrides in as
         # config_dict; reading sys.argv here would also pick up pytest's or a host
         # program's arguments.
         return {}

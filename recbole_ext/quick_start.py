@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from logging import getLogger
@@ -245,9 +246,28 @@ def write_results(result: dict, path: str | os.PathLike) -> str:
 
 def objective_function(config_dict: dict | None = None, config_file_list: list[str] | None = None,
                        saved: bool = True) -> dict:
-    """RecBole ``HyperTuning`` objective: one full run, the result dict HyperTuning expects."""
+    """RecBole ``HyperTuning`` objective: one full run, the result dict HyperTuning expects.
+
+    Inside a Ray Tune trial (RecBole's ``run_hyper.py --tool Ray`` runs the objective as a Ray
+    trainable) it also reports the test metrics to Ray, as RecBole's own objective does, so Ray
+    can rank the trials (e.g. ``get_best_trial("recall@10", "max")``).
+    """
     result = run_recbole_ext(config_dict=config_dict, config_file_list=config_file_list, saved=saved)
+    report_to_ray_tune(result["test_result"] or {})
     return {key: result[key] for key in RESULT_KEYS} | {"results_file": result.get("results_file")}
+
+
+def report_to_ray_tune(metrics: dict) -> bool:
+    """Report ``metrics`` to the Ray Tune trial this process runs; False (nothing done) outside one."""
+    if "ray" not in sys.modules:  # no trial can be running in a process that never imported Ray
+        return False
+    from ray.air import session
+    from ray.air._internal.session import _get_session
+
+    if _get_session(warn=False) is None:
+        return False
+    session.report(dict(metrics))
+    return True
 
 
 def _free_port() -> int:

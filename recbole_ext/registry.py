@@ -112,7 +112,7 @@ def _unknown(kind: str, name: str, candidates: list[str]) -> UnknownModelError:
         close.insert(0, lowered[name.lower()])
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     return UnknownModelError(
-        f"Unknown {kind} '{name}'.{hint} Run `python run_recbole_ext.py --list-models` "
+        f"Unknown {kind} '{name}'.{hint} Run `recbole-ext --list-models` "
         f"to see all {len(candidates)} models."
     )
 

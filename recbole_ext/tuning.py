@@ -169,9 +169,12 @@ def tune(hyper_file: str, model: str | None, dataset: str | None, algo: str = "e
          max_evals: int = 100, tool: str = "hyperopt", output: str | None = None,
          config_dict: dict | None = None, config_file_list: list[str] | None = None,
          preset: str | None = None, seed: int = 2020) -> dict | None:
-    """Search ``hyper_file``'s space for ``model`` on ``dataset``; return the best trial record."""
-    if not Path(hyper_file).is_file():
-        raise ConfigError(f"{hyper_file}: hyper-parameter file not found")
+    """Search ``hyper_file``'s space for ``model`` on ``dataset``; return the best trial record.
+
+    ``hyper_file`` is a ``.hyper`` path or the name of a shipped search space
+    (``properties/hyper/<name>.hyper``, e.g. ``NRP``).
+    """
+    hyper_file = resolve_hyper_file(hyper_file)
     check_hyper_file(hyper_file)
     base = dict(config_dict or {})
     base.update({k: v for k, v in (("model", model), ("dataset", dataset)) if v is not None})
@@ -195,6 +198,20 @@ def tune(hyper_file: str, model: str | None, dataset: str | None, algo: str = "e
         print(f"best params: {best['params']}\nbest valid : {best['best_valid_result']}\n"
               f"test result: {best['test_result']}", flush=True)
     return best
+
+
+def resolve_hyper_file(name: str) -> str:
+    """A ``.hyper`` path, or a shipped search space by name (``NRP`` -> ``properties/hyper/NRP.hyper``)."""
+    from recbole_ext.config import PROPERTIES_DIR
+
+    if Path(name).is_file():
+        return name
+    shipped = PROPERTIES_DIR / "hyper" / f"{name}.hyper"
+    if shipped.is_file():
+        return str(shipped)
+    available = ", ".join(sorted(p.stem for p in (PROPERTIES_DIR / "hyper").glob("*.hyper")))
+    raise ConfigError(f"{name}: hyper-parameter file not found (a .hyper path, or one of the shipped "
+                      f"search spaces: {available})")
 
 
 def check_hyper_file(path: str) -> None:

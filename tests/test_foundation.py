@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -253,3 +254,16 @@ def test_results_json_has_timings_and_config(make_config, tmp_path):
     assert [epoch for epoch, _ in data["valid_history"]] == [1, 2]
     assert set(data["valid_history"][-1][1]) == set(data["best_valid_result"])
     assert data["config"]["epochs"] == 2 and data["n_params"] > 0
+
+
+def test_runs_started_in_the_same_second_write_their_own_results_files(make_config):
+    from unittest import mock
+
+    config = make_config(model="BPR", epochs=1)
+    with mock.patch("recbole_ext.trainer.mixin.get_local_time", return_value="Dec-04-2026_16-00-00"):
+        first, second = run_recbole_ext(config_dict=config), run_recbole_ext(config_dict=config)
+    assert first["results_file"] != second["results_file"]
+    files = sorted(Path(config["checkpoint_dir"], "results").glob("*.json"))
+    assert [str(f) for f in files] == sorted([first["results_file"], second["results_file"]])
+    for result in (first, second):  # results file and checkpoint carry the same run token
+        assert Path(result["results_file"]).stem == Path(result["checkpoint"]).stem

@@ -97,3 +97,32 @@ def test_plugin_model_tunes_with_its_shipped_space_and_lower_is_better(tmp_path,
     assert len(trials) == 2 and all(t["status"] == "ok" for t in trials)
     assert trials[0]["valid_score_bigger"] is False  # RMSE
     assert best["best_valid_score"] == min(t["best_valid_score"] for t in trials)
+
+
+def test_recbole_ray_path_ranks_trials_reported_by_our_objective(tmp_path, make_config):
+    """RecBole's run_hyper.py Ray path: our objective_function as the Ray trainable, two trials."""
+    pytest.importorskip("pyarrow")
+    import ray
+    import yaml
+    from ray import tune as ray_tune
+
+    from recbole_ext.quick_start import objective_function
+
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(yaml.safe_dump({**make_config(), "model": "BPR"}))
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    analysis = ray_tune.run(ray_tune.with_parameters(objective_function, config_file_list=[str(fixed)]),
+                            config={"learning_rate": ray_tune.grid_search([0.001, 0.01])},
+                            num_samples=1, resources_per_trial={"cpu": 1}, verbose=0,
+                            local_dir=str(tmp_path / "ray"))
+    assert len(analysis.trials) == 2 and all(t.status == "TERMINATED" for t in analysis.trials)
+    best = analysis.get_best_trial("recall@10", "max", "last")
+    assert 0 <= best.last_result["recall@10"] <= 1
+    assert best.config["learning_rate"] in (0.001, 0.01)
+
+
+def test_objective_reports_nothing_outside_ray(tmp_path, make_config):
+    from recbole_ext.quick_start import report_to_ray_tune
+
+    assert report_to_ray_tune({"recall@10": 0.5}) is False
