@@ -237,7 +237,7 @@ FLOAT_TYPES = ("float", "float_seq")
 PANDAS_NA_VALUES = frozenset([
     "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"])
-# pandas' Python parser, the one RecBole uses, reads these as 1.0 / 0.0 in a float column.
+# pandas' Python parser, the one RecBole uses, reads a float column of only these as 1.0 / 0.0.
 _PANDAS_BOOLEANS = frozenset(["True", "TRUE", "true", "False", "FALSE", "false"])
 # Whole lines are scanned in blocks of about this size, so memory stays bounded on big files.
 _SCAN_BYTES = 64 * 1024 * 1024
@@ -566,18 +566,27 @@ def _check_values(path: Path, report: AtomicFileReport, *, sep: str, seq_sep: st
 
 
 def _bad_floats(values: np.ndarray, parsed: bool, strict: bool) -> np.ndarray:
-    """Mask of the values RecBole would not read as a usable number."""
+    """Mask of the values RecBole would not read as a usable number.
+
+    ``parsed``: ``values`` are pandas' C-parser floats; otherwise they are strings (NaN where
+    pandas saw a missing value) and are judged as RecBole's Python-parser read turns them
+    into float64: Python's ``float()`` for each value, or booleans if the whole column is.
+    """
     if parsed:
         return ~np.isfinite(values) if strict else np.isinf(values)
+    present = [text for text in values if isinstance(text, str)]
+    booleans = bool(present) and all(text in _PANDAS_BOOLEANS for text in present)
     bad = np.zeros(len(values), dtype=bool)
     for i, text in enumerate(values):
-        if not isinstance(text, str):  # missing: an empty field or a pandas NA string
+        if not isinstance(text, str):
             bad[i] = strict
-        elif text not in _PANDAS_BOOLEANS:
+        elif not booleans:
             try:
-                bad[i] = not math.isfinite(float(text))
+                number = float(text)
             except ValueError:
                 bad[i] = True
+                continue
+            bad[i] = math.isinf(number) or (strict and math.isnan(number))
     return bad
 
 
