@@ -8,7 +8,9 @@ Every converter goes through three steps, all defined here:
 2. **Write** RecBole atomic files with :meth:`Conversion.write`: tab separated, a
    ``field:type`` header, LF line endings, UTF-8. Every written file is re-read by
    :func:`validate_atomic_file`, so a converter bug cannot produce a file RecBole would
-   misread (RecBole's ``_load_feat`` silently turns a malformed float into NaN).
+   misread (RecBole's ``_load_feat`` pads a short line with missing values, which it then
+   fills with the column mean). The same checker, :func:`check_atomic_file`, runs with a
+   run's RecBole config on every file the run loads (:mod:`recbole_ext.data.validation`).
 3. **Publish** with :class:`Conversion`: files go into a temporary directory beside the
    output and are renamed into place only when complete, together with ``stats.json``
    (counts, source checksums, converter version, seed, options). On any error the
@@ -454,8 +456,11 @@ def _check_lines(block: bytes, first: int, fields: list[tuple[str, str]], sep_by
                               first + block.count(b"\n", 0, at))
     stand_in = sep_bytes
     if len(sep_bytes) > 1:  # the scan needs a one-byte separator: use a byte the block lacks
-        stand_in = next(bytes([b]) for b in [*range(1, 9), *range(14, 32), 0]
-                        if bytes([b]) not in block)
+        stand_in = next((bytes([b]) for b in [*range(1, 9), *range(14, 32), 0]
+                         if bytes([b]) not in block), b"")
+        if not stand_in:
+            raise ConversionError(f"cannot scan for the separator {sep!r}: every control "
+                                  "character occurs in the file", path, first)
         block = block.replace(sep_bytes, stand_in)
     data = np.frombuffer(block, np.uint8)
     ended = block.endswith(b"\n")

@@ -286,6 +286,21 @@ def test_results_are_cached_until_the_file_changes(tmp_path, monkeypatch):
     assert len(calls) == 4  # .inter, .user, .item
 
 
+def test_kg_cross_check_is_cached_with_its_warnings(tmp_path, monkeypatch):
+    root = dataset(tmp_path, link=file_text(dataset(tmp_path), "link") + "999\te1\n")
+    first = check(tmp_path, root, model="KNI", load_col=KG_LOAD)
+    assert any("'999'" in w for w in first)
+    calls = []
+    real = validation.check_atomic_file
+    monkeypatch.setattr(validation, "check_atomic_file",
+                        lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    assert check(tmp_path, root, model="KNI", load_col=KG_LOAD) == first
+    assert calls == []
+    (root / NAME / f"{NAME}.link").write_text(file_text(root, "link").replace("999\te1\n", ""))
+    assert check(tmp_path, root, model="KNI", load_col=KG_LOAD) == []
+    assert sorted(p.suffix for p in calls) == [".inter", ".kg", ".link"]  # values re-read
+
+
 def test_unwritable_cache_directory_is_ignored(tmp_path, monkeypatch):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")

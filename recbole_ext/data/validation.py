@@ -34,13 +34,11 @@ import time
 from dataclasses import dataclass, field
 from logging import getLogger
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 import pandas as pd
 from recbole.utils import ModelType
 
-from dataset_atomic._atomic import ConversionError, check_atomic_file
+from dataset_atomic._atomic import AtomicFileReport, ConversionError, check_atomic_file
 
 CACHE_ENV = "RECBOLE_EXT_CACHE_DIR"
 _CACHE_NAME = "atomic_validation.json"
@@ -97,12 +95,14 @@ def validate_dataset_files(config, dataset_class: type | None = None) -> list[st
     cache = _Cache(default_cache_file())
     settings = [_RULES_VERSION, config["field_separator"] or "\t",
                 config["seq_separator"] or " ", config["encoding"] or "utf-8"]
-    link_key = None
-    if any(check.collect for check in checks):
+    link_key, link_cached, link_stamps = None, None, {}
+    link_files = [check.path for check in checks if check.collect]
+    if link_files:
         link_key = json.dumps(["kg-link", settings,
                                *[[str(c.path), c.collect] for c in checks if c.collect]])
-        link_files = [c.path for c in checks if c.collect]
-    need_values = link_key is not None and cache.get(link_key, link_files) is None
+        link_cached = cache.get(link_key, link_files)
+        link_stamps = {str(path): _stamp(path) for path in link_files}
+    need_values = link_key is not None and link_cached is None
     warnings: list[str] = []
     values: dict[str, list[np.ndarray]] = {}
     cached = 0
@@ -123,14 +123,11 @@ def validate_dataset_files(config, dataset_class: type | None = None) -> list[st
                 cached += 1
             _check_required(check, [name for name, _ in result["fields"]])
             warnings += result["warnings"]
-        if link_key is not None:
-            if need_values:
-                stamps = {str(path): _stamp(path) for path in link_files}
-                link_warnings = _link_warnings(config, checks, values)
-                cache.put(link_key, stamps, {"warnings": link_warnings})
-            else:
-                link_warnings = cache.get(link_key, link_files)["warnings"]
-            warnings += link_warnings
+        if need_values:
+            link_cached = {"warnings": _link_warnings(config, checks, values)}
+            cache.put(link_key, link_stamps, link_cached)
+        if link_cached is not None:
+            warnings += link_cached["warnings"]
     finally:
         cache.save()
     logger = getLogger()
@@ -171,11 +168,12 @@ def planned_checks(config, dataset_class: type | None = None) -> list[_FileCheck
         if loaded is None:  # RecBole skips a file whose source load_col leaves out
             continue
         required = {f: key for f, key in required.items() if f is not None}
-        collect = []
-        if kg and source in ("inter", "kg", "link"):
-            collect = {"inter": [iid], "link": [iid, config["ENTITY_ID_FIELD"]],
-                       "kg": [config["HEAD_ENTITY_ID_FIELD"], config["TAIL_ENTITY_ID_FIELD"]]}[source]
-        checks.append(_FileCheck(path, source, loaded, set(required), required, collect))
+        checks.append(_FileCheck(path, source, loaded, set(required), required))
+    if kg and {"inter", "kg", "link"} <= {check.source for check in checks}:
+        collect = {"inter": [iid], "link": [iid, config["ENTITY_ID_FIELD"]],
+                   "kg": [config["HEAD_ENTITY_ID_FIELD"], config["TAIL_ENTITY_ID_FIELD"]]}
+        for check in checks:
+            check.collect = collect.get(check.source, [])
     return checks
 
 
@@ -212,7 +210,7 @@ def _loaded_fields(config, source: str) -> _Loaded | None:
     return _Loaded(load, unload)
 
 
-def _check_file(check: _FileCheck, settings: list) -> Any:
+def _check_file(check: _FileCheck, settings: list) -> AtomicFileReport:
     _, sep, seq_sep, encoding = settings
     try:
         return check_atomic_file(check.path, sep=sep, seq_sep=seq_sep, encoding=encoding,
