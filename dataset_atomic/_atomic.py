@@ -234,11 +234,6 @@ def parse_fraction_or_count(text: str, what: str) -> float | int:
 # ---------------------------------------------------------------------------- validation
 
 FLOAT_TYPES = ("float", "float_seq")
-# read_csv's default ``na_values``: pandas reads these as missing values. RecBole then fills a
-# missing float with the field's mean and drops a row whose user or item id is missing.
-PANDAS_NA_VALUES = frozenset([
-    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"])
 # pandas' Python parser, the one RecBole uses, reads a float column of only these as 1.0 / 0.0.
 _PANDAS_BOOLEANS = frozenset(["True", "TRUE", "true", "False", "FALSE", "false"])
 # Whole lines are scanned in blocks of about this size, so memory stays bounded on big files.
@@ -561,7 +556,7 @@ def _check_values(path: Path, report: AtomicFileReport, *, sep: str, seq_sep: st
         where = np.flatnonzero(bad)
         line = _line_number(int(where[0]), blank)
         text = _field_text(path, line, encoding, sep, [n for n, _ in report.fields].index(name))
-        more = f"; {len(where)} rows in all" if len(where) > 1 else ""
+        more = f", here and in {len(where) - 1} more rows" if len(where) > 1 else ""
         if loaded is None or name in loaded:
             raise ConversionError(f"column '{name}' needs {expected}{more}", path, line, text)
         report.warnings.append(

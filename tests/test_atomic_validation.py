@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT, base_config, write_tiny_dataset
-from dataset_atomic._atomic import PANDAS_NA_VALUES, check_atomic_file
+from dataset_atomic._atomic import check_atomic_file
 from recbole_ext import Config
 from recbole_ext.data import AtomicFileError, create_dataset, validate_dataset_files
 from recbole_ext.data import validation
@@ -259,10 +259,28 @@ def test_files_recbole_reads_correctly_pass_and_load_the_same_rows(tmp_path):
     assert report.rows == len(lines) - 1 == len(recbole.inter_feat)
 
 
-def test_pandas_na_values_match_pandas():
-    from pandas._libs.parsers import STR_NA_VALUES
+def test_multi_character_field_separator(tmp_path):
+    text = file_text(dataset(tmp_path), "inter").replace("\t", "::")
+    root = dataset(tmp_path, inter=text)
+    assert check(tmp_path, root, field_separator="::") == []
+    recbole = create_dataset(config(tmp_path, root, field_separator="::"))
+    assert len(recbole.inter_feat) == text.count("\n") - 1
+    lines = text.splitlines(keepends=True)
+    lines[1] = lines[1].replace("\n", "::9\n")
+    root = dataset(tmp_path, inter="".join(lines))
+    with pytest.raises(AtomicFileError, match=r"broken\.inter:2: expected 5 '::'-separated "
+                       r"columns, got 6"):
+        check(tmp_path, root, field_separator="::")
 
-    assert PANDAS_NA_VALUES == STR_NA_VALUES
+
+def test_seq_separator_applies_to_float_seq(tmp_path):
+    item = file_text(dataset(tmp_path), "item").splitlines()
+    item = [item[0] + "\tvec:float_seq"] + [f"{line}\t0.5,1" for line in item[1:]]
+    root = dataset(tmp_path, item="\n".join(item) + "\n")
+    assert check(tmp_path, root, load_col=None, seq_separator=",") == []
+    with pytest.raises(AtomicFileError, match=r"broken\.item:2: column 'vec' needs finite "
+                       r"numbers separated by ' ', here and in 59 more rows \('0\.5,1'\)"):
+        check(tmp_path, root, load_col=None)
 
 
 # ---------------------------------------------------------------------------- cache
