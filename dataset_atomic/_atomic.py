@@ -538,7 +538,10 @@ def _check_values(path: Path, report: AtomicFileReport, *, sep: str, seq_sep: st
     except ValueError:
         # The C parser is stricter than the Python one RecBole uses ('1_000', '1e400');
         # read strings and decide value by value as RecBole's reader would.
-        frame, parsed = pd.read_csv(path, dtype=str, **options), False
+        try:
+            frame, parsed = pd.read_csv(path, dtype=str, **options), False
+        except ValueError as exc:
+            raise ConversionError(f"pandas cannot read the file: {exc}", path) from None
     if len(frame) != report.rows:
         raise ConversionError(f"pandas reads {len(frame)} rows, but the file has {report.rows} "
                               "data lines", path)
