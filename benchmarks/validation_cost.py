@@ -113,7 +113,7 @@ def write(payload: dict) -> tuple[Path, Path]:
                  ((seconds["cold"], 0), (seconds["warm"], 1), (seconds["create_dataset"], 0))]
         rows.append(f"| {label} | {', '.join(result['files'])} | " + " | ".join(cells)
                     + f" | {100 * _median(seconds['cold']) / load:.0f}% | "
-                    f"{100 * _median(seconds['warm']) / load:.1f}% |")
+                    f"{100 * _median(seconds['warm']) / load:.3f}% |")
     env = payload["environment"]
     md_path = out / "cost.md"
     md_path.write_text("\n".join([
