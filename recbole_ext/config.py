@@ -59,6 +59,7 @@ _RUNTIME_KEYS = {
     "model", "dataset", "preset", "local_rank", "world_size", "nproc", "offset", "ip",
     "port", "results_path", "trust_legacy_checkpoint", "single_spec", "device",
     "valid_metric_bigger", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type",
+    "encoding",  # read by RecBole's Dataset._load_feat, yet in none of its property files
 }
 _DDP_KEYS = ("local_rank", "world_size", "nproc", "offset", "ip", "port")
 

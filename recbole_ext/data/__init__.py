@@ -1,10 +1,12 @@
-"""Dataset creation with a clear error for missing files and plugin dataset classes.
+"""Dataset creation with clear errors for missing or malformed files, and plugin dataset classes.
 
 RecBole's ``create_dataset`` silently tries to download any dataset whose atomic files
 are missing (there is no network in many research clusters, and a typo in a dataset
-name should not trigger a download). Here the files are checked first, and a model
-listed in :data:`recbole_ext.registry.PLUGIN_DATASETS` gets its own dataset class. Any other
-model chooses a protocol through config: ``labeled_protocol: True`` gives it the labelled
+name should not trigger a download), and reads the files it finds without checks. Here
+the files are checked first: that they exist, then that RecBole will read them as written
+(:mod:`recbole_ext.data.validation`). A model listed in
+:data:`recbole_ext.registry.PLUGIN_DATASETS` gets its own dataset class. Any other model
+chooses a protocol through config: ``labeled_protocol: True`` gives it the labelled
 click-through datasets of :mod:`recbole_ext.data.labeled` (KNI's split, used for its
 baselines), and a sequential model with ``devooght_protocol: True`` gets
 :class:`recbole_ext.data.devooght.DevooghtDataset`.
@@ -18,7 +20,11 @@ from recbole.data import create_dataset as recbole_create_dataset
 from recbole.data import data_preparation as recbole_data_preparation
 from recbole.utils import ModelType
 
+from recbole_ext.data.validation import AtomicFileError, validate_dataset_files
 from recbole_ext.registry import get_dataset_class
+
+__all__ = ["AtomicFileError", "DatasetNotFoundError", "check_dataset_files", "create_dataset",
+           "data_preparation", "required_files", "validate_dataset_files"]
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -52,9 +58,15 @@ def check_dataset_files(config) -> None:
 
 
 def create_dataset(config):
-    """RecBole's ``create_dataset`` after checking the files; plugin dataset classes first."""
+    """RecBole's ``create_dataset`` after checking the files; plugin dataset classes first.
+
+    Raises:
+        DatasetNotFoundError: an atomic file is missing.
+        AtomicFileError: an atomic file is malformed (``file:line: message``).
+    """
     check_dataset_files(config)
     dataset_class = get_dataset_class(config["model"]) or protocol_dataset_class(config)
+    validate_dataset_files(config, dataset_class)
     if dataset_class is not None:
         return dataset_class(config)
     return recbole_create_dataset(config)
