@@ -6,7 +6,13 @@ One module per raw format, each with a public ``convert(input, output_dir, force
 See ``dataset_atomic/README.md``.
 """
 
-from dataset_atomic._atomic import ConversionError, __version__, validate_atomic_file
+from dataset_atomic._atomic import (
+    AtomicFileReport,
+    ConversionError,
+    __version__,
+    check_atomic_file,
+    validate_atomic_file,
+)
 
 # CLI name -> module name (``benchmarks.common.ensure_converted`` maps '-' to '_' the same way).
 FORMATS = {
@@ -19,4 +25,5 @@ FORMATS = {
     "lastfm-hetrec": "lastfm_hetrec",
 }
 
-__all__ = ["FORMATS", "ConversionError", "__version__", "validate_atomic_file"]
+__all__ = ["FORMATS", "AtomicFileReport", "ConversionError", "__version__", "check_atomic_file",
+           "validate_atomic_file"]

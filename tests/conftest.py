@@ -111,6 +111,8 @@ def make_config(tmp_path, tiny_dataset):
 
 @pytest.fixture(autouse=True)
 def _isolate_cwd_and_argv(tmp_path, monkeypatch):
-    """RecBole writes ./log and ./log_tensorboard; keep them in the test's temp dir."""
+    """RecBole writes ./log and ./log_tensorboard, the file validation its cache: keep them in
+    the test's temp dir."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RECBOLE_EXT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(sys, "argv", [sys.argv[0]])

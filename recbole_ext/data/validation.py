@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from recbole.utils import ModelType
 
-from dataset_atomic._atomic import AtomicFileReport, ConversionError, check_atomic_file
+from dataset_atomic import AtomicFileReport, ConversionError, check_atomic_file
 
 CACHE_ENV = "RECBOLE_EXT_CACHE_DIR"
 _CACHE_NAME = "atomic_validation.json"

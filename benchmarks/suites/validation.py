@@ -19,14 +19,13 @@ One untimed round first puts the files in the page cache and imports everything.
 
 Usage::
 
-    python -m benchmarks.validation_cost [--repeats 5]
+    python -m benchmarks validation [--quick]
 
-Writes ``benchmarks/results/validation/cost.json`` and ``cost.md``.
+Five repetitions (``--quick``: two). Writes ``benchmarks/results/validation/cost.{json,md}``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -36,7 +35,7 @@ import time
 import warnings
 from pathlib import Path
 
-from benchmarks.common import DATASET_DIR, RESULTS_DIR, ensure_converted
+from benchmarks.common import DATASET_DIR, ResultStore, ensure_converted
 
 SETTINGS = {"pairs": {}, "all columns": {"load_col": None}}
 
@@ -99,11 +98,8 @@ def _median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def write(payload: dict) -> tuple[Path, Path]:
-    out = RESULTS_DIR / "validation"
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = out / "cost.json"
-    json_path.write_text(json.dumps(payload, indent=1) + "\n")
+def write(store: ResultStore) -> None:
+    payload = store.records["ml-1m"]
     rows = []
     for label, result in payload["settings"].items():
         seconds = result["seconds"]
@@ -111,36 +107,26 @@ def write(payload: dict) -> tuple[Path, Path]:
         cells = [f"{1000 * _median(v):.{digits}f} ({1000 * min(v):.{digits}f}-"
                  f"{1000 * max(v):.{digits}f})" for v, digits in
                  ((seconds["cold"], 0), (seconds["warm"], 1), (seconds["create_dataset"], 0))]
-        rows.append(f"| {label} | {', '.join(result['files'])} | " + " | ".join(cells)
-                    + f" | {100 * _median(seconds['cold']) / load:.0f}% | "
-                    f"{100 * _median(seconds['warm']) / load:.3f}% |")
+        rows.append([label, ", ".join(result["files"]), *cells,
+                     f"{100 * _median(seconds['cold']) / load:.0f}%",
+                     f"{100 * _median(seconds['warm']) / load:.3f}%"])
     env = payload["environment"]
-    md_path = out / "cost.md"
-    md_path.write_text("\n".join([
-        "# Atomic file validation cost (ML-1M)", "",
-        f"{payload['dataset']}, {payload['interactions']:,} interactions; model BPR; "
-        f"{payload['repeats']} repetitions, order alternating; milliseconds as median (min-max).",
-        "", "| load_col | files checked | validation, cold | validation, warm (cached) | "
-        "RecBole create_dataset | cold / load | warm / load |",
-        "|---|---|---|---|---|---|---|", *rows, "",
-        "`cold`: empty cache (first run on new or changed files); `warm`: the result cached by "
-        "file size, mtime and inode; `create_dataset`: RecBole's own, without validation. "
-        "`pairs` is BPR's default load_col (user and item ids), `all columns` is load_col None.",
-        "", f"Measured with `python -m benchmarks.validation_cost --repeats {payload['repeats']}` "
-        f"(Python {env['python']}, {env['cpus']} CPUs visible, OMP_NUM_THREADS="
-        f"{env['OMP_NUM_THREADS']}).", ""]))
-    return json_path, md_path
+    notes = (f"{payload['dataset']}, {payload['interactions']:,} interactions; model BPR; "
+             f"{payload['repeats']} repetitions, order alternating; milliseconds as median (min-max).\n\n"
+             "`cold`: empty cache (first run on new or changed files); `warm`: the result cached by "
+             "file size, mtime and inode; `create_dataset`: RecBole's own, without validation. "
+             "`pairs` is BPR's default load_col (user and item ids), `all columns` is load_col None.\n\n"
+             f"Measured with `python -m benchmarks validation` ({payload['repeats']} repetitions; Python "
+             f"{env['python']}, {env['cpus']} CPUs visible, OMP_NUM_THREADS={env['OMP_NUM_THREADS']}).")
+    store.write_markdown("Atomic file validation cost (ML-1M)",
+                         ["load_col", "files checked", "validation, cold", "validation, warm (cached)",
+                          "RecBole create_dataset", "cold / load", "warm / load"], rows, notes)
 
 
-def main() -> None:
+def main(args) -> None:
     # RecBole 1.2.1's chained fillna warns on every load under pandas 2 (harmless).
     warnings.filterwarnings("ignore", category=FutureWarning)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per setting")
-    args = parser.parse_args()
-    for path in write(measure(args.repeats)):
-        print(f"wrote {path}")
-
-
-if __name__ == "__main__":
-    main()
+    store = ResultStore("validation", "cost", quick=args.quick, resume=args.resume)
+    if not store.done("ml-1m"):
+        store.add("ml-1m", measure(2 if args.quick else 5))
+    write(store)
