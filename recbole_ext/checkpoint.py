@@ -10,8 +10,8 @@ decision, not a default.
 
 Format ``recbole-ext/1`` (a dict): ``format``, ``model``, ``dataset``, ``preset``,
 ``config`` (the final config, plain), ``external_config`` (the yaml layers and overrides,
-enough to rebuild the Config), ``epoch``, ``cur_step``, ``best_valid_score``,
-``state_dict``, ``other_parameter`` (:func:`pack_other_parameter`), ``optimizer`` and, for
+enough to rebuild the Config), ``epoch``, ``cur_step``, ``best_valid_score``, ``sizes`` (user
+and item counts of the model), ``state_dict``, ``other_parameter`` (:func:`pack_other_parameter`), ``optimizer`` and, for
 trainers with extra state, ``extra``.
 """
 
@@ -34,6 +34,14 @@ CHECKPOINT_FORMAT = "recbole-ext/1"
 
 class LegacyCheckpointError(RuntimeError):
     """A checkpoint written by RecBole itself (a pickled Config) was not trusted."""
+
+
+class CheckpointError(ValueError):
+    """A file that is not a checkpoint, or a checkpoint that does not fit this run."""
+
+
+# torch.save writes a zip archive; older torch (and RecBole's own files) may be a bare pickle
+_CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80")
 
 
 _PACKED = "__recbole_ext_packed__"
@@ -107,6 +115,7 @@ def trainer_checkpoint(trainer, epoch: int) -> dict:
         "epoch": epoch,
         "cur_step": trainer.cur_step,
         "best_valid_score": float(trainer.best_valid_score),
+        "sizes": model_sizes(trainer.model),
         "state_dict": trainer.model.state_dict(),
         "other_parameter": pack_other_parameter(trainer.model.other_parameter()),
         "optimizer": trainer.optimizer.state_dict(),
@@ -143,8 +152,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    _check_is_checkpoint_file(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         if not trust_legacy:
             raise LegacyCheckpointError(
@@ -154,7 +164,32 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
                 "pickled code; if you trust the file, pass --trust-legacy-checkpoint "
                 "(trust_legacy=True / config `trust_legacy_checkpoint: True`)."
             ) from err
-        return torch.load(path, map_location=map_location, weights_only=False)
+        try:
+            ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        except (pickle.UnpicklingError, EOFError, RuntimeError) as legacy_err:
+            raise CheckpointError(f"{path} is not a checkpoint: torch cannot read it "
+                                  f"({str(legacy_err).strip().splitlines()[-1][:200]})") from legacy_err
+    except (EOFError, RuntimeError) as err:  # a truncated or corrupt archive
+        raise CheckpointError(f"{path} is not a readable checkpoint "
+                              f"({str(err).strip().splitlines()[-1][:200]})") from err
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path} is not a checkpoint: it holds a {type(ckpt).__name__}, not the "
+                              "dict of a recbole-ext or RecBole checkpoint")
+    return ckpt
+
+
+def _check_is_checkpoint_file(path: Path) -> None:
+    """Refuse, by their first bytes, files torch could never have written (JSON, text, empty)."""
+    with path.open("rb") as handle:
+        head = handle.read(64)
+    if not head:
+        raise CheckpointError(f"{path} is not a checkpoint: the file is empty")
+    if not head.startswith(_CHECKPOINT_MAGIC):
+        text = head.lstrip()
+        kind = ("JSON (a results file?)" if text[:1] in (b"{", b"[") else
+                "text" if all(32 <= c < 127 or c in b"\t\r\n" for c in head) else "binary data")
+        raise CheckpointError(f"{path} is not a checkpoint: it holds {kind}, not a file written by "
+                              "torch.save (a checkpoint is a .pth file under checkpoint_dir, 'saved/' by default)")
 
 
 def checkpoint_config(ckpt: dict) -> dict:
@@ -163,10 +198,44 @@ def checkpoint_config(ckpt: dict) -> dict:
     return config if isinstance(config, dict) else dict(config.final_config_dict)
 
 
-def load_model_state(model: torch.nn.Module, ckpt: dict) -> None:
-    """Put a loaded checkpoint's weights and non-parameter state into ``model``."""
+def load_model_state(model: torch.nn.Module, ckpt: dict, path: str | os.PathLike = "the checkpoint",
+                     dataset: str = "?") -> None:
+    """Put a loaded checkpoint's weights and non-parameter state into ``model``.
+
+    Raises:
+        CheckpointError: the checkpoint's tensors do not fit the model, e.g. it was trained on a
+            dataset with other user or item counts (both are named).
+    """
+    mismatched = _shape_mismatches(model.state_dict(), ckpt["state_dict"])
+    if mismatched:
+        saved, here = checkpoint_sizes(ckpt), model_sizes(model)
+        config = checkpoint_config(ckpt)
+        raise CheckpointError(
+            f"{path} does not fit this run: it was trained on dataset '{config.get('dataset')}' "
+            f"({_describe(saved)}), this run's dataset '{dataset}' has "
+            f"{_describe(here)}; first differing tensor: {mismatched[0]}")
     model.load_state_dict(ckpt["state_dict"])
     model.load_other_parameter(unpack_other_parameter(ckpt.get("other_parameter")))
+
+
+def _shape_mismatches(expected: dict, saved: dict) -> list[str]:
+    return [f"{name} {tuple(saved[name].shape)} vs {tuple(tensor.shape)}" for name, tensor in expected.items()
+            if name in saved and tuple(saved[name].shape) != tuple(tensor.shape)]
+
+
+def model_sizes(model: torch.nn.Module) -> dict:
+    """The user and item counts a model was built for (RecBole's, padding id included)."""
+    return {key: int(getattr(model, attr)) for key, attr in (("users", "n_users"), ("items", "n_items"))
+            if isinstance(getattr(model, attr, None), int)}
+
+
+def checkpoint_sizes(ckpt: dict) -> dict:
+    """The user and item counts stored with the checkpoint (``{}`` for older ones)."""
+    return dict(ckpt.get("sizes") or {})
+
+
+def _describe(sizes: dict) -> str:
+    return ", ".join(f"{count} {key}" for key, count in sizes.items()) or "counts not recorded"
 
 
 def config_from_checkpoint(ckpt: dict, overrides: dict | None = None):

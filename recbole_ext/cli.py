@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune = parser.add_argument_group("hyper-parameter tuning")
     tune.add_argument("--tune", metavar="HYPER", help="search space: a RecBole .hyper file, or a shipped one by name (e.g. NRP)")
     tune.add_argument("--algo", choices=["exhaustive", "random", "bayes"], default="exhaustive")
-    tune.add_argument("--max-evals", type=int, default=100)
+    tune.add_argument("--max-evals", type=int, default=None,
+                      help="trials at most (default: the whole grid for exhaustive, 100 otherwise)")
     tune.add_argument("--tool", choices=["hyperopt", "ray"], default="hyperopt")
     tune.add_argument("--tune-output", help="trial results file (JSON lines); resumes if it exists")
     return parser

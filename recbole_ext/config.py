@@ -38,6 +38,8 @@ from recbole.utils.argument_list import (
     training_arguments,
 )
 
+from recbole_ext.model.init import EMBEDDING_INIT_PARAMS
+from recbole_ext.params import CORE_PARAMS
 from recbole_ext.plugin import register_with_recbole
 from recbole_ext.registry import get_model
 
@@ -232,6 +234,17 @@ class Config(RecBoleConfig):
         if preset_path is not None:
             files.append(str(preset_path))
         return files
+
+    def _set_default_parameters(self):
+        # checked before RecBole derives anything from the values (its own errors on bad ones are
+        # tracebacks from deep inside, or none at all, e.g. for train_batch_size: 0)
+        CORE_PARAMS.apply(self.model, self)
+        if self["embedding_init"] not in (None, "default"):
+            EMBEDDING_INIT_PARAMS.apply("embedding_init", self)
+        spec = getattr(self.model_class, "PARAMS", None)
+        if spec is not None:
+            spec.apply(self.model, self)
+        super()._set_default_parameters()
 
     def _load_config_files(self, file_list):
         merged: dict = {}

@@ -8,7 +8,9 @@ at module level and loads checkpoints in a way torch >= 2.6 rejects).
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import socket
 import sys
 import time
@@ -52,6 +54,38 @@ def initialise_embeddings(model: torch.nn.Module, config, train_dataset) -> dict
     return apply_embedding_init(model, train_dataset, config)
 
 
+class RunOutputs:
+    """What a run writes before training (RecBole's log file and tensorboard folder, the folders
+    that hold them and the checkpoint), removed again by :meth:`remove` when the run fails before
+    its first epoch, so that a bad input leaves nothing half-written behind.
+
+    The log file is recognised as the one file new in ``log/<Model>/``; its tensorboard folder
+    carries the same name (RecBole names both from the log file).
+    """
+
+    def __init__(self, config) -> None:
+        self.model_logs = Path("log", config["model"])
+        self.folders = [Path("log"), self.model_logs, Path("log_tensorboard"), Path(config["checkpoint_dir"])]
+        self.existed = {folder: folder.is_dir() for folder in self.folders}
+        self.old_logs = set(self.model_logs.iterdir()) if self.model_logs.is_dir() else set()
+        self.old_handlers = list(logging.getLogger().handlers)
+
+    def remove(self, trainer: Any = None) -> None:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if h not in self.old_handlers]:
+            handler.close()
+            root.removeHandler(handler)
+        if trainer is not None and getattr(trainer, "tensorboard", None) is not None:
+            trainer.tensorboard.close()
+        new_logs = set(self.model_logs.iterdir()) - self.old_logs if self.model_logs.is_dir() else set()
+        for log_file in new_logs:
+            shutil.rmtree(Path("log_tensorboard", log_file.stem), ignore_errors=True)
+            log_file.unlink(missing_ok=True)
+        for folder in reversed(self.folders):  # innermost first
+            if not self.existed[folder] and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+
 @dataclass
 class PreparedRun:
     """Everything a run needs before ``trainer.fit``, built by :func:`prepare_run`."""
@@ -65,6 +99,7 @@ class PreparedRun:
     trainer: Any = None
     data_seconds: float = 0.0
     init_report: dict | None = None
+    outputs: RunOutputs | None = None
 
 
 def prepare_run(model: str | None = None, dataset: str | None = None,
@@ -89,35 +124,40 @@ def prepare_run(model: str | None = None, dataset: str | None = None,
     if config is None:
         config = Config(model=model, dataset=dataset, config_file_list=config_file_list,
                         config_dict=config_dict, preset=preset)
-    init_seed(config["seed"], config["reproducibility"])
-    _init_logger(config)
-    logger = getLogger()
-    if isinstance(config, Config):
-        logger.info("config layers, lowest first: " + " < ".join(
-            ["RecBole defaults", *config.loaded_files, "config_dict/command line"]))
-    logger.info(config)
-    if data is None:
-        dataset_obj = create_dataset(config)
-        logger.info(dataset_obj)
-        data = (dataset_obj, *data_preparation(config, dataset_obj))
-    dataset_obj, train_data, valid_data, test_data = data
-    data_seconds = time.perf_counter() - start
-
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model_obj = build_model(config, train_data._dataset)
-    init_report = None
-    if checkpoint is None:
-        init_report = initialise_embeddings(model_obj, config, train_data._dataset)
-    else:
-        load_model_state(model_obj, checkpoint)
-    logger.info(model_obj)
+    outputs = RunOutputs(config)
     trainer = None
-    if with_trainer:
-        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
-        if resume_file:
-            trainer.resume_checkpoint(resume_file)
+    try:
+        init_seed(config["seed"], config["reproducibility"])
+        _init_logger(config)
+        logger = getLogger()
+        if isinstance(config, Config):
+            logger.info("config layers, lowest first: " + " < ".join(
+                ["RecBole defaults", *config.loaded_files, "config_dict/command line"]))
+        logger.info(config)
+        if data is None:
+            dataset_obj = create_dataset(config)
+            logger.info(dataset_obj)
+            data = (dataset_obj, *data_preparation(config, dataset_obj))
+        dataset_obj, train_data, valid_data, test_data = data
+        data_seconds = time.perf_counter() - start
+
+        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+        model_obj = build_model(config, train_data._dataset)
+        init_report = None
+        if checkpoint is None:
+            init_report = initialise_embeddings(model_obj, config, train_data._dataset)
+        else:
+            load_model_state(model_obj, checkpoint, dataset=config["dataset"])
+        logger.info(model_obj)
+        if with_trainer:
+            trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
+            if resume_file:
+                trainer.resume_checkpoint(resume_file)
+    except BaseException:
+        outputs.remove(trainer)
+        raise
     return PreparedRun(config, dataset_obj, train_data, valid_data, test_data, model_obj, trainer,
-                       data_seconds, init_report)
+                       data_seconds, init_report, outputs)
 
 
 @dataclass
@@ -206,8 +246,13 @@ def run_recbole_ext(model: str | None = None, dataset: str | None = None,
     config, trainer = run.config, run.trainer
 
     fit_start = time.perf_counter()
-    best_valid_score, best_valid_result = trainer.fit(
-        run.train_data, run.valid_data, saved=saved, show_progress=config["show_progress"])
+    try:
+        best_valid_score, best_valid_result = trainer.fit(
+            run.train_data, run.valid_data, saved=saved, show_progress=config["show_progress"])
+    except BaseException:
+        if not getattr(trainer, "epoch_seconds", True):  # failed before its first epoch ended
+            run.outputs.remove(trainer)
+        raise
     fit_seconds = time.perf_counter() - fit_start
     test_start = time.perf_counter()
     test_result = trainer.evaluate(run.test_data, load_best_model=saved,

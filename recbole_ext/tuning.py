@@ -152,9 +152,14 @@ def _make_hyper_tuning():
     class ResumableHyperTuning(HyperTuning):
         """RecBole's HyperTuning whose failed trials count as hyperopt failures, not crashes."""
 
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
+        def __init__(self, *args, max_evals: int | None = None, **kwargs):
+            super().__init__(*args, max_evals=max_evals or 100, **kwargs)
             self.early_stop_fn = _skip_failed_trials(self.early_stop_fn)
+            if kwargs.get("algo") == "exhaustive" and max_evals is not None:
+                # RecBole's exhaustive search replaces max_evals by the grid size; honour the cap
+                grid, self.max_evals = self.max_evals, min(self.max_evals, max_evals)
+                print(f"exhaustive search: {self.max_evals} of the grid's {grid} points (--max-evals)",
+                      flush=True)
 
         def trial(self, params):
             try:
@@ -166,13 +171,18 @@ def _make_hyper_tuning():
 
 
 def tune(hyper_file: str, model: str | None, dataset: str | None, algo: str = "exhaustive",
-         max_evals: int = 100, tool: str = "hyperopt", output: str | None = None,
+         max_evals: int | None = None, tool: str = "hyperopt", output: str | None = None,
          config_dict: dict | None = None, config_file_list: list[str] | None = None,
          preset: str | None = None, seed: int = 2020) -> dict | None:
     """Search ``hyper_file``'s space for ``model`` on ``dataset``; return the best trial record.
 
     ``hyper_file`` is a ``.hyper`` path or the name of a shipped search space
-    (``properties/hyper/<name>.hyper``, e.g. ``NRP``).
+    (``properties/hyper/<name>.hyper``, e.g. ``NRP``). ``max_evals``: trials at most (default:
+    the whole grid for ``exhaustive``, 100 otherwise).
+
+    Raises:
+        ConfigError: a missing or malformed ``.hyper`` file, or a ``max_evals`` below the grid
+            size with Ray's exhaustive search, which always runs the whole grid.
     """
     hyper_file = resolve_hyper_file(hyper_file)
     check_hyper_file(hyper_file)
@@ -188,7 +198,7 @@ def tune(hyper_file: str, model: str | None, dataset: str | None, algo: str = "e
     else:
         tuner = _make_hyper_tuning()(TrialObjective(base, log, preset), params_file=hyper_file,
                                      fixed_config_file_list=config_file_list, algo=algo,
-                                     max_evals=max_evals, early_stop=max(10, max_evals))
+                                     max_evals=max_evals, early_stop=max(10, max_evals or 100))
         with _environment(HYPEROPT_FMIN_SEED=str(seed)):  # same proposals on resume
             tuner.run()
     best = log.best()
@@ -253,7 +263,16 @@ def ray_search_space(hyper_file: str, exhaustive: bool) -> dict:
     return space
 
 
-def run_ray_tune(hyper_file: str, base: dict, log: TrialLog, algo: str, max_evals: int,
+def _grid_size(space: dict) -> int:
+    """Points of a Ray search space whose entries are grid searches (``exhaustive``)."""
+    size = 1
+    for value in space.values():
+        if isinstance(value, dict) and "grid_search" in value:
+            size *= len(value["grid_search"])
+    return size
+
+
+def run_ray_tune(hyper_file: str, base: dict, log: TrialLog, algo: str, max_evals: int | None,
                  config_file_list: list[str] | None, preset: str | None) -> None:
     """Ray Tune on the local machine, or on a cluster when ``RAY_ADDRESS`` is set.
 
@@ -282,7 +301,12 @@ def run_ray_tune(hyper_file: str, base: dict, log: TrialLog, algo: str, max_eval
                  log_to_driver=False, configure_logging=False)
     exhaustive = algo == "exhaustive"
     space = ray_search_space(hyper_file, exhaustive)
-    ray_tune.run(trainable, config=space, num_samples=1 if exhaustive else max_evals,
+    grid = _grid_size(space) if exhaustive else None
+    if exhaustive and max_evals is not None and max_evals < grid:
+        raise ConfigError(f"--max-evals {max_evals} with --algo exhaustive --tool ray: Ray's grid search "
+                          f"runs all {grid} points of {hyper_file}; use --tool hyperopt (its exhaustive "
+                          "search stops after --max-evals) or --algo random")
+    ray_tune.run(trainable, config=space, num_samples=1 if exhaustive else (max_evals or 100),
                  resources_per_trial={"cpu": 1}, raise_on_failed_trial=False, verbose=1,
                  local_dir=str(log.path.parent.resolve() / "ray"))
     log.__init__(log.path)  # trials were appended by the workers

@@ -165,5 +165,11 @@ def test_invalid_parameters_are_rejected(key, value, message):
 
 
 def test_kl_term_needs_a_tied_output():
-    with pytest.raises(ValueError, match="'tying_loss' parameter of RNNCCE must be 'none'"):
+    with pytest.raises(ValueError, match="RNNCCE: tying_loss 'kl' needs output: tied"):
         make_model(output="untied", tying_loss="kl")
+
+
+@pytest.mark.parametrize("output, loss", [("tied", "kl"), ("untied", "none")])
+def test_tying_loss_follows_the_output_unless_set(output, loss):
+    assert make_model(output=output).tying_loss == loss
+    assert make_model(output=output, tying_loss="none").tying_loss == "none"

@@ -116,7 +116,7 @@ class ExtTrainerMixin:
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
-        load_model_state(self.model, checkpoint)
+        load_model_state(self.model, checkpoint, resume_file, self.config["dataset"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         if "extra" in checkpoint and hasattr(self, "load_extra_checkpoint_state"):
             self.load_extra_checkpoint_state(checkpoint["extra"])
@@ -125,7 +125,8 @@ class ExtTrainerMixin:
     def load_best_model(self, model_file: str | None = None) -> None:
         """Load the weights of ``model_file`` (default: this run's best checkpoint)."""
         path = model_file or self.saved_model_file
-        load_model_state(self.model, load_checkpoint(path, self.device, self.trust_legacy))
+        load_model_state(self.model, load_checkpoint(path, self.device, self.trust_legacy), path,
+                         self.config["dataset"])
         self.logger.info(f"Loading model structure and parameters from {path}")
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):

@@ -19,18 +19,21 @@ import torch
 from torch import nn
 
 from recbole_ext.model.init.leporid import SIMILARITIES, cached_embedding
-from recbole_ext.utils import check_param, non_negative_float, positive_int
+from recbole_ext.params import ParamSpec, boolean, choice, integer, real
 
 EMBEDDING_INITS = ("default", "le", "leporid")
+# the keys of properties/init/leporid.yaml (checked by every recbole-ext Config)
+EMBEDDING_INIT_PARAMS = ParamSpec({
+    "embedding_init": choice(*EMBEDDING_INITS),
+    "embedding_init_dim": integer(1),
+    "leporid_topk": integer(1),
+    "leporid_lambda": real(0, 1),
+    "leporid_similarity": choice(*SIMILARITIES),
+    "embedding_init_freeze": boolean(),
+    "embedding_init_std": real(0, low_open=True),
+})
 
-__all__ = ["apply_embedding_init", "find_user_item_embeddings", "EMBEDDING_INITS"]
-
-
-def _read(config: Any, key: str) -> Any:
-    value = config[key]
-    if value is None and key != "embedding_init_cache_dir":
-        raise KeyError(f"config key '{key}' is missing; its default lives in properties/init/leporid.yaml")
-    return value
+__all__ = ["apply_embedding_init", "find_user_item_embeddings", "EMBEDDING_INITS", "EMBEDDING_INIT_PARAMS"]
 
 
 def find_user_item_embeddings(model: nn.Module, n_users: int, n_items: int) -> dict[str, tuple[str, nn.Embedding]]:
@@ -74,20 +77,12 @@ def apply_embedding_init(model: nn.Module, dataset: Any, config: Any) -> dict:
             whose width differs from ``embedding_init_dim`` (naming model, layer, sizes), or
             ``embedding_init_freeze`` leaving the model no trainable parameter (BPR, LightGCN).
     """
-    owner = "embedding_init"
-    method = check_param(owner, "embedding_init", _read(config, "embedding_init"), EMBEDDING_INITS)
-    if method == "default":
-        return {"method": method, "layers": {}, "seconds": 0.0, "cached": {}}
-    dim = check_param(owner, "embedding_init_dim", _read(config, "embedding_init_dim"), positive_int,
-                      "a positive int")
-    topk = check_param(owner, "leporid_topk", _read(config, "leporid_topk"), positive_int, "a positive int")
-    lam = check_param(owner, "leporid_lambda", _read(config, "leporid_lambda"),
-                      lambda v: non_negative_float(v) and v <= 1, "a float in [0, 1]")
-    similarity = check_param(owner, "leporid_similarity", _read(config, "leporid_similarity"), SIMILARITIES)
-    freeze = check_param(owner, "embedding_init_freeze", _read(config, "embedding_init_freeze"),
-                         (True, False))
-    std = check_param(owner, "embedding_init_std", _read(config, "embedding_init_std"),
-                      lambda v: non_negative_float(v) and v > 0, "a positive float")
+    method = config["embedding_init"]
+    if method in (None, "default"):
+        return {"method": "default", "layers": {}, "seconds": 0.0, "cached": {}}
+    EMBEDDING_INIT_PARAMS.apply("embedding_init", config)
+    dim, topk, lam = config["embedding_init_dim"], config["leporid_topk"], config["leporid_lambda"]
+    similarity, freeze, std = config["leporid_similarity"], config["embedding_init_freeze"], config["embedding_init_std"]
     cache_dir = config["embedding_init_cache_dir"]
 
     model_name = type(model).__name__

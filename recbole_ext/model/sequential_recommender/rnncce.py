@@ -54,17 +54,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 from torch import nn
 
-from recbole_ext.utils import check_param, non_negative_float, positive_int
-
-_OWNER = "RNNCCE"
-
-
-def _probability(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
-
-
-def _positive_float(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+from recbole_ext.params import ParamSpec, Rule, boolean, choice, integer, real
 
 
 class RNNCCE(SequentialRecommender):
@@ -77,35 +67,43 @@ class RNNCCE(SequentialRecommender):
     """
 
     input_type = InputType.POINTWISE
+    PARAMS = ParamSpec(
+        params={
+            "cell": choice("gru", "lstm"),
+            "embedding_size": integer(1),
+            "hidden_size": integer(1),
+            "num_layers": integer(1),
+            "dropout_prob": real(0, 1, high_open=True),
+            "output": choice("untied", "tied"),
+            "tying_loss": choice("none", "kl"),
+            "tying_temperature": real(0, low_open=True),
+            "tying_gamma": real(0),
+            "tying_target_grad": boolean(),
+            "exclude_viewed": boolean(),
+        },
+        rules=(Rule(("tying_loss", "output"), lambda loss, output: loss == "none" or output == "tied",
+                    "tying_loss '{tying_loss}' needs output: tied (the KL term compares the tied output "
+                    "with the item embeddings); use tying_loss: none with output: {output}"),),
+        # the augmented loss is the point of tying: on with a tied output unless set
+        derived={"tying_loss": lambda config: "kl" if config["output"] == "tied" else "none"},
+    )
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
 
-        # parameters
-        self.cell = check_param(_OWNER, "cell", config["cell"], {"gru", "lstm"})
-        self.embedding_size = check_param(_OWNER, "embedding_size", config["embedding_size"],
-                                          positive_int, "a positive int")
-        self.hidden_size = check_param(_OWNER, "hidden_size", config["hidden_size"],
-                                       positive_int, "a positive int")
-        self.num_layers = check_param(_OWNER, "num_layers", config["num_layers"],
-                                      positive_int, "a positive int")
-        self.dropout_prob = check_param(_OWNER, "dropout_prob", config["dropout_prob"],
-                                        _probability, "a float in [0, 1)")
-        self.output = check_param(_OWNER, "output", config["output"], {"untied", "tied"})
-        self.tying_loss = check_param(_OWNER, "tying_loss", config["tying_loss"], {"none", "kl"})
-        self.tying_temperature = check_param(_OWNER, "tying_temperature",
-                                             config["tying_temperature"], _positive_float,
-                                             "a positive float")
-        self.tying_gamma = check_param(_OWNER, "tying_gamma", config["tying_gamma"],
-                                       non_negative_float, "a non-negative float")
-        self.tying_target_grad = check_param(_OWNER, "tying_target_grad",
-                                             config["tying_target_grad"], {True, False})
-        self.exclude_viewed = check_param(_OWNER, "exclude_viewed", config["exclude_viewed"],
-                                          {True, False})
-        if self.tying_loss == "kl" and self.output != "tied":
-            raise ValueError("The 'tying_loss' parameter of RNNCCE must be 'none' when "
-                             f"'output' is 'untied' (the KL term needs a tied output). "
-                             f"Got 'kl' instead.")
+        # parameters (a recbole-ext Config has checked them already; a hand-built config has not)
+        self.PARAMS.apply(type(self).__name__, config)
+        self.cell = config["cell"]
+        self.embedding_size = config["embedding_size"]
+        self.hidden_size = config["hidden_size"]
+        self.num_layers = config["num_layers"]
+        self.dropout_prob = config["dropout_prob"]
+        self.output = config["output"]
+        self.tying_loss = config["tying_loss"]
+        self.tying_temperature = config["tying_temperature"]
+        self.tying_gamma = config["tying_gamma"]
+        self.tying_target_grad = config["tying_target_grad"]
+        self.exclude_viewed = config["exclude_viewed"]
 
         # layers
         self.item_embedding = nn.Embedding(self.n_items, self.embedding_size, padding_idx=0)
