@@ -208,7 +208,7 @@ CORE_PARAMS = ParamSpec(
         "epochs": integer(0),
         "train_batch_size": integer(1),
         "eval_batch_size": integer(1),
-        "stopping_step": integer(1),
+        "stopping_step": integer(0),
         "eval_step": integer(1),
         "embedding_size": integer(1).or_none(),  # read by most models, absent for a few
         "topk": custom("a positive int or a list of positive ints", _topk_ok),

@@ -163,7 +163,7 @@ def test_coarse_checkpoint_loads_into_a_fine_run(make_config):
 
 
 def test_fine_run_without_or_with_a_mismatched_checkpoint_is_refused(make_config):
-    with pytest.raises(ValueError, match=r"'init_checkpoint' parameter of C2F"):
+    with pytest.raises(ValueError, match=r"the 'init_checkpoint' parameter of C2F must name a coarse checkpoint"):
         pipeline(make_config, stage=["fine"])
     coarse, coarse_trainer, (train_data, valid_data, _) = pipeline(make_config, model="LEGCF",
                                                                    n_anchors=6, epochs=1)

@@ -159,6 +159,5 @@ def test_batch_budget_stops_each_epoch_and_anneals_per_batch(make_config):
 
 
 def test_batch_budget_must_be_positive(make_config):
-    config, _, model = build(make_config, embedding_init="default", dlr2_batches_per_epoch=0)
-    with pytest.raises(ValueError, match=r"'dlr2_batches_per_epoch' parameter of DLR2Trainer must be a positive int"):
-        get_trainer(config["MODEL_TYPE"], "DLR2")(config, model)
+    with pytest.raises(ValueError, match=r"'dlr2_batches_per_epoch' parameter of DLR2 must be a positive int or None"):
+        build(make_config, embedding_init="default", dlr2_batches_per_epoch=0)

@@ -26,7 +26,6 @@ from itertools import islice
 from recbole.trainer import Trainer
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
-from recbole_ext.utils import check_param, positive_int
 
 
 class FirstBatches:
@@ -59,9 +58,7 @@ class DLR2Trainer(Trainer):
 
     def __init__(self, config, model) -> None:
         super().__init__(config, model)
-        limit = config["dlr2_batches_per_epoch"]
-        self.batches_per_epoch = None if limit is None else check_param(
-            "DLR2Trainer", "dlr2_batches_per_epoch", limit, positive_int, "a positive int or ~ (whole epochs)")
+        self.batches_per_epoch = config["dlr2_batches_per_epoch"]  # checked with DLR2's PARAMS
         steps = max(1, self.epochs) * (self.batches_per_epoch or 1)
         self.scheduler = CosineAnnealingLR(self.optimizer, T_max=steps)
 

@@ -63,10 +63,7 @@ class MetaEmbeddingTrainer(Trainer):
         self._last_epoch = -1
         self._resumed = False
         self.total_epochs = self.epochs
-        self.fixed_assignment_epochs = int(config["fixed_assignment_epochs"] or 0)
-        if self.fixed_assignment_epochs < 0:
-            raise ValueError("The 'fixed_assignment_epochs' parameter of MetaEmbeddingTrainer must be "
-                             f"a non-negative int. Got {self.fixed_assignment_epochs} instead.")
+        self.fixed_assignment_epochs = int(config["fixed_assignment_epochs"] or 0)  # checked in LEGCF.PARAMS
 
     def _build_optimizer(self, **kwargs):
         kwargs.setdefault("params", self.model.optimizer_groups())

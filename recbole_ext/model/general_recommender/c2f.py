@@ -96,7 +96,7 @@ from recbole_ext.model.general_recommender._meta_embedding import (
     sparse_pca_codebook,
 )
 from recbole_ext.model.general_recommender.legcf import LEGCF, _sparse_part
-from recbole_ext.utils import check_param, non_negative_float, positive_int
+from recbole_ext.params import ParamSpec, Rule, custom, integer, real
 
 STAGES = ("coarse", "fine")
 # Keys a LEGCF checkpoint shares with C2F; a [fine] run takes exactly these from it.
@@ -117,42 +117,45 @@ def _valid_stages(stages: list) -> bool:
 class C2F(LEGCF):
     """Coarse-to-fine meta-embedding: LEGCF plus a soft-thresholded fine codebook bridged to the anchors."""
 
+    PARAMS = LEGCF.PARAMS | ParamSpec(
+        params={
+            "stage": custom("one of [coarse], [fine], [coarse, fine] (a list or 'coarse,fine')",
+                            lambda v: _valid_stages(parse_stages(v))),
+            "n_fine_anchors": integer(1),
+            "n_fine_compositions": integer(1),
+            "fine_anchor_weight": real(0, 1, low_open=True),
+            "sparse_pca_components": integer(1),
+            "sparse_pca_alpha": real(0),
+            "soft_threshold": real(0),
+            "bridge_weight": real(0, 1),
+            "fine_learning_rate": real(0),
+        },
+        rules=(
+            Rule(("anchors_in_graph",), lambda inside: inside,
+                 "the 'anchors_in_graph' parameter of C2F must be True: the fine anchors reach the "
+                 "entities only through the expanded graph"),
+            Rule(("stage", "init_checkpoint"), lambda stage, path: parse_stages(stage)[0] != "fine" or bool(path),
+                 "the 'init_checkpoint' parameter of C2F must name a coarse checkpoint (LEGCF or C2F) "
+                 "when 'stage' is [fine]. Got None instead"),
+            Rule(("n_fine_compositions", "n_fine_anchors"), lambda t, c: t <= c,
+                 "n_fine_compositions = {n_fine_compositions} must be at most n_fine_anchors = {n_fine_anchors}"),
+        ),
+    )
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        name = type(self).__name__
 
-        # parameters
-        self.stages = tuple(check_param(name, "stage", parse_stages(config["stage"]), _valid_stages,
-                                        "one of [coarse], [fine], [coarse, fine]"))
-        if not self.anchors_in_graph:
-            raise ValueError("The 'anchors_in_graph' parameter of C2F must be True: the fine "
-                             "anchors reach the entities only through the expanded graph.")
+        # parameters (checked with LEGCF's against C2F.PARAMS)
+        self.stages = tuple(parse_stages(config["stage"]))
         self.init_checkpoint = config["init_checkpoint"]
-        if self.stages[0] == "fine" and not self.init_checkpoint:
-            raise ValueError("The 'init_checkpoint' parameter of C2F must name a coarse checkpoint "
-                             "(LEGCF or C2F) when 'stage' is [fine]. Got None instead.")
-        self.n_fine_anchors = check_param(name, "n_fine_anchors", config["n_fine_anchors"],
-                                          positive_int, "a positive int")
-        self.n_fine_compositions = check_param(
-            name, "n_fine_compositions", config["n_fine_compositions"],
-            lambda v: positive_int(v) and v <= self.n_fine_anchors,
-            f"an int in [1, n_fine_anchors={self.n_fine_anchors}]")
-        self.fine_anchor_weight = float(check_param(
-            name, "fine_anchor_weight", config["fine_anchor_weight"],
-            lambda v: not isinstance(v, bool) and 0.0 < float(v) <= 1.0, "a float in (0, 1]"))
-        self.sparse_pca_components = check_param(name, "sparse_pca_components",
-                                                 config["sparse_pca_components"], positive_int,
-                                                 "a positive int")
-        self.sparse_pca_alpha = float(check_param(name, "sparse_pca_alpha", config["sparse_pca_alpha"],
-                                                  non_negative_float, "a non-negative float"))
-        self.soft_threshold = float(check_param(name, "soft_threshold", config["soft_threshold"],
-                                                non_negative_float, "a non-negative float"))
-        self.bridge_weight = float(check_param(
-            name, "bridge_weight", config["bridge_weight"],
-            lambda v: not isinstance(v, bool) and 0.0 <= float(v) <= 1.0, "a float in [0, 1]"))
-        self.fine_learning_rate = float(check_param(name, "fine_learning_rate",
-                                                    config["fine_learning_rate"], non_negative_float,
-                                                    "a non-negative float"))
+        self.n_fine_anchors = config["n_fine_anchors"]
+        self.n_fine_compositions = config["n_fine_compositions"]
+        self.fine_anchor_weight = float(config["fine_anchor_weight"])
+        self.sparse_pca_components = config["sparse_pca_components"]
+        self.sparse_pca_alpha = float(config["sparse_pca_alpha"])
+        self.soft_threshold = float(config["soft_threshold"])
+        self.bridge_weight = float(config["bridge_weight"])
+        self.fine_learning_rate = float(config["fine_learning_rate"])
 
         # layers: the fine codebook is initialised when the fine stage starts
         self.fine_codebook = nn.Parameter(torch.zeros(self.n_fine_anchors, self.embedding_size))

@@ -88,16 +88,12 @@ from recbole_ext.model.general_recommender._meta_embedding import (
     sym_normalize_coo,
     topk_pinv_assignment,
 )
-from recbole_ext.utils import check_param, non_negative_float, positive_int
+from recbole_ext.params import ParamSpec, Rule, boolean, choice, integer, real
 
 # The official loss multiplies the penalty factor by this constant (5 -> 5e-4).
 L2_SCALE = 1.0e-4
 FLOAT_BYTES = 4
 INDEX_BYTES = 4  # an int32 column index per stored assignment / sparse-codebook entry
-
-
-def _non_negative_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class LEGCF(GeneralRecommender):
@@ -106,33 +102,40 @@ class LEGCF(GeneralRecommender):
     input_type = InputType.PAIRWISE
     # Stages run by MetaEmbeddingTrainer; each is a fixed-assignment then an update sub-stage.
     stages: tuple[str, ...] = ("coarse",)
+    PARAMS = ParamSpec(
+        params={
+            "embedding_size": integer(1),
+            "n_anchors": integer(1),
+            "n_compositions": integer(1),
+            "anchor_weight": real(0, 1, low_open=True),
+            "assignment_init": choice("metis", "random"),
+            "n_layers": integer(0),
+            "l2_penalty_factor": real(0),
+            "clip_grad_value": real(0),
+            "anchors_in_graph": boolean(),
+            # read by MetaEmbeddingTrainer: ~ or 0 lets early stopping end the fixed sub-stage
+            "fixed_assignment_epochs": integer(0).or_none(),
+        },
+        rules=(Rule(("n_compositions", "n_anchors"), lambda t, c: t <= c,
+                    "n_compositions = {n_compositions} must be at most n_anchors = {n_anchors} "
+                    "(each entity picks that many distinct anchors)"),),
+    )
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         name = type(self).__name__
 
-        # parameters
-        self.embedding_size = check_param(name, "embedding_size", config["embedding_size"],
-                                          positive_int, "a positive int")
-        self.n_anchors = check_param(name, "n_anchors", config["n_anchors"], positive_int,
-                                     "a positive int")
-        self.n_compositions = check_param(
-            name, "n_compositions", config["n_compositions"],
-            lambda v: positive_int(v) and v <= self.n_anchors, f"an int in [1, n_anchors={self.n_anchors}]")
-        self.anchor_weight = float(check_param(
-            name, "anchor_weight", config["anchor_weight"],
-            lambda v: not isinstance(v, bool) and 0.0 < float(v) <= 1.0, "a float in (0, 1]"))
-        self.assignment_init = check_param(name, "assignment_init", config["assignment_init"],
-                                           {"metis", "random"})
-        self.n_layers = check_param(name, "n_layers", config["n_layers"], _non_negative_int,
-                                    "a non-negative int")
-        self.l2_penalty_factor = float(check_param(name, "l2_penalty_factor",
-                                                   config["l2_penalty_factor"], non_negative_float,
-                                                   "a non-negative float"))
-        self.clip_grad_value = float(check_param(name, "clip_grad_value", config["clip_grad_value"],
-                                                 non_negative_float, "a non-negative float"))
-        self.anchors_in_graph = check_param(name, "anchors_in_graph", config["anchors_in_graph"],
-                                            {True, False})
+        # parameters (a recbole-ext Config has checked them already; a hand-built config has not)
+        self.PARAMS.apply(name, config)
+        self.embedding_size = config["embedding_size"]
+        self.n_anchors = config["n_anchors"]
+        self.n_compositions = config["n_compositions"]
+        self.anchor_weight = float(config["anchor_weight"])
+        self.assignment_init = config["assignment_init"]
+        self.n_layers = config["n_layers"]
+        self.l2_penalty_factor = float(config["l2_penalty_factor"])
+        self.clip_grad_value = float(config["clip_grad_value"])
+        self.anchors_in_graph = config["anchors_in_graph"]
         self.learning_rate = float(config["learning_rate"])
         self.n_entities = self.n_users + self.n_items
         self.seed = int(config["seed"])

@@ -81,7 +81,15 @@ from recbole_ext.model.knowledge_aware_recommender.kni_graph import (
     reachable_subgraph,
 )
 from recbole_ext.model.sparse_grad import BufferedGradEmbedding
-from recbole_ext.utils import check_param, non_negative_float, positive_int
+from recbole_ext.params import ParamSpec, Rule, boolean, choice, custom, integer, real
+
+
+def _hop_samples_ok(value) -> bool:
+    try:
+        parse_hop_n_sample(value)
+    except ValueError:
+        return False
+    return True
 
 __all__ = ["KNI", "NI", "build_neighbor_table", "parse_hop_n_sample", "reachable_subgraph"]
 
@@ -90,30 +98,40 @@ class KNI(KnowledgeRecommender):
     """Knowledge-enhanced neighbourhood interaction (``kg: True``) or NI (``kg: False``)."""
 
     input_type = InputType.POINTWISE
+    PARAMS = ParamSpec(
+        params={
+            "kg": boolean(),
+            "ni_attention": choice("ni", "ni:1", "ni:2"),
+            "max_degree": integer(1),
+            "hop_n_sample": custom("'1,k' (one hop) or '1,k1,k2' (two hops) with positive k; the leading 1 "
+                                   "is the centre node", _hop_samples_ok),
+            "embedding_size": integer(1),
+            "dropout_prob": real(0, 1, high_open=True),
+            "l2_reg": real(0),
+            "ni_temperature": real(0, low_open=True),
+            "n_eval": integer(1),
+            "kg_undirected": boolean(),
+        },
+        rules=(Rule(("hop_n_sample", "max_degree"), lambda hops, width: max(parse_hop_n_sample(hops)) <= width,
+                    "hop_n_sample '{hop_n_sample}' samples more neighbours per hop than the max_degree = "
+                    "{max_degree} columns of the neighbour table"),),
+    )
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         owner = type(self).__name__
-        self.use_kg = check_param(owner, "kg", config["kg"], (True, False))
-        attention = check_param(owner, "ni_attention", config["ni_attention"], ("ni", "ni:1", "ni:2"))
-        self.attention = "ni:2" if attention == "ni:2" else "ni:1"
-        self.max_degree = check_param(owner, "max_degree", config["max_degree"], positive_int,
-                                      "a positive int")
+        # parameters (a recbole-ext Config has checked them already; a hand-built config has not)
+        self.PARAMS.apply(owner, config)
+        self.use_kg = config["kg"]
+        self.attention = "ni:2" if config["ni_attention"] == "ni:2" else "ni:1"
+        self.max_degree = config["max_degree"]
         self.hop_samples = parse_hop_n_sample(config["hop_n_sample"], owner)
-        if max(self.hop_samples) > self.max_degree:
-            raise ValueError(f"The 'hop_n_sample' parameter of {owner} samples up to "
-                             f"{max(self.hop_samples)} neighbours per hop, more than 'max_degree' "
-                             f"= {self.max_degree} columns of the neighbour table.")
-        self.embedding_size = check_param(owner, "embedding_size", config["embedding_size"],
-                                          positive_int, "a positive int")
-        self.dropout_prob = check_param(owner, "dropout_prob", config["dropout_prob"],
-                                        lambda p: non_negative_float(p) and p < 1, "a float in [0, 1)")
-        self.l2_reg = check_param(owner, "l2_reg", config["l2_reg"], non_negative_float,
-                                  "a float >= 0")
-        self.temperature = check_param(owner, "ni_temperature", config["ni_temperature"],
-                                       lambda t: non_negative_float(t) and t > 0, "a float > 0")
-        self.n_eval = check_param(owner, "n_eval", config["n_eval"], positive_int, "a positive int")
-        kg_undirected = check_param(owner, "kg_undirected", config["kg_undirected"], (True, False))
+        self.embedding_size = config["embedding_size"]
+        self.dropout_prob = config["dropout_prob"]
+        self.l2_reg = config["l2_reg"]
+        self.temperature = config["ni_temperature"]
+        self.n_eval = config["n_eval"]
+        kg_undirected = config["kg_undirected"]
         self.LABEL = config["LABEL_FIELD"]
         # KNITrainer moves the l2 term into Adam's weight decay (same gradient) and clears this
         self.l2_in_loss = True

@@ -71,18 +71,9 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 from torch import nn
 
-from recbole_ext.utils import check_param, positive_int
+from recbole_ext.params import ParamSpec, choice, custom, int_list, integer, real
 
-_OWNER = "DLR2"
 SCORERS = ("critic", "actor")
-
-
-def _positive_float(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-
-
-def _int_list(value) -> bool:
-    return isinstance(value, (list, tuple)) and len(value) > 0 and all(positive_int(v) for v in value)
 
 
 class BasicBlock(nn.Module):
@@ -156,23 +147,31 @@ class DLR2(GeneralRecommender):
 
     input_type = InputType.PAIRWISE
 
+    PARAMS = ParamSpec({
+        "embedding_size": integer(1),
+        "dlr2_state_items": integer(1),
+        "dlr2_hidden_size": int_list(1),
+        "dlr2_channels": custom("a list of two positive ints",
+                                lambda v: int_list(2).accepts(v) and len(v) == 2),
+        "dlr2_margin": real(0, low_open=True),
+        "dlr2_score": choice(*SCORERS),
+        "dlr2_eval_pairs": integer(1),
+        # read by DLR2Trainer: batches per epoch, or ~ for whole epochs
+        "dlr2_batches_per_epoch": integer(1).or_none(),
+    })
+
     def __init__(self, config, dataset) -> None:
         super().__init__(config, dataset)
 
-        # parameters
-        self.embedding_size = check_param(_OWNER, "embedding_size", config["embedding_size"], positive_int,
-                                          "a positive int")
-        self.state_items = check_param(_OWNER, "dlr2_state_items", config["dlr2_state_items"], positive_int,
-                                       "a positive int")
-        hidden = check_param(_OWNER, "dlr2_hidden_size", config["dlr2_hidden_size"], _int_list,
-                             "a non-empty list of positive ints")
-        channels = check_param(_OWNER, "dlr2_channels", config["dlr2_channels"],
-                               lambda v: _int_list(v) and len(v) == 2, "a list of two positive ints")
-        self.margin = check_param(_OWNER, "dlr2_margin", config["dlr2_margin"], _positive_float,
-                                  "a positive float")
-        self.score_by = check_param(_OWNER, "dlr2_score", config["dlr2_score"], SCORERS)
-        self.eval_pairs = check_param(_OWNER, "dlr2_eval_pairs", config["dlr2_eval_pairs"], positive_int,
-                                      "a positive int")
+        # parameters (a recbole-ext Config has checked them already; a hand-built config has not)
+        self.PARAMS.apply(type(self).__name__, config)
+        self.embedding_size = config["embedding_size"]
+        self.state_items = config["dlr2_state_items"]
+        hidden = config["dlr2_hidden_size"]
+        channels = config["dlr2_channels"]
+        self.margin = config["dlr2_margin"]
+        self.score_by = config["dlr2_score"]
+        self.eval_pairs = config["dlr2_eval_pairs"]
 
         # layers
         d = self.embedding_size
