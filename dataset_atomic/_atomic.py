@@ -309,8 +309,8 @@ def check_atomic_file(path: str | os.PathLike, *, sep: str = "\t", seq_sep: str 
         sep: column separator (RecBole's ``field_separator``).
         seq_sep: separator inside ``token_seq``/``float_seq`` values (``seq_separator``).
         encoding: text encoding (RecBole's ``encoding``).
-        loaded: the fields RecBole loads (``None``: all). A bad number in a float field
-            that is not loaded is a warning, not an error: this read never parses it.
+        loaded: the fields RecBole loads (``None``: all); only they must hold ids. A bad
+            number in any float field is an error, loaded or not.
         id_fields: token fields that must not be empty (``None``: every ``token`` field whose
             name ends in ``_id``).
         strict: the converters' output rules: LF line endings, a final newline, no blank
@@ -560,11 +560,8 @@ def _check_values(path: Path, report: AtomicFileReport, *, sep: str, seq_sep: st
         line = _line_number(int(where[0]), blank)
         text = _field_text(path, line, encoding, sep, [n for n, _ in report.fields].index(name))
         more = f", here and in {len(where) - 1} more rows" if len(where) > 1 else ""
-        if loaded is None or name in loaded:
-            raise ConversionError(f"column '{name}' needs {expected}{more}", path, line, text)
-        report.warnings.append(
-            f"{path}:{line}: column '{name}' needs {expected}, got {text!r}{more}; this run "
-            "does not load the field (load_col/unload_col), so it is not read")
+        # an error even in a field this run does not load: the file contradicts its own header
+        raise ConversionError(f"column '{name}' needs {expected}{more}", path, line, text)
     return {name: frame[spec].to_numpy() for spec, (name, _) in specs.items() if name in collect}
 
 

@@ -111,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
               "preset": args.preset}
     if args.resume and args.tune:
         raise UsageError("--resume cannot be combined with --tune")
+    if args.max_evals is not None and args.max_evals < 1:
+        raise UsageError(f"--max-evals must be a positive int. Got {args.max_evals} instead.")
     if args.tune:
         from recbole_ext.tuning import tune
 
@@ -164,6 +166,8 @@ def run(argv: list[str] | None = None) -> int:
             # run (chained fillna in dataset.py, torch.cuda.amp.GradScaler); ours are one line
             warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
             warnings.filterwarnings("ignore", category=DeprecationWarning)
+            # ray 2.6.3 (RecBole's pin) imports pkg_resources; nothing a user can act on
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
             warnings.showwarning = _show_warning
             return main(argv)
     except KeyboardInterrupt:

@@ -186,6 +186,10 @@ def tune(hyper_file: str, model: str | None, dataset: str | None, algo: str = "e
     """
     hyper_file = resolve_hyper_file(hyper_file)
     check_hyper_file(hyper_file)
+    if tool == "ray" and algo == "exhaustive" and max_evals is not None and max_evals < grid_points(hyper_file):
+        raise ConfigError(f"--max-evals {max_evals} with --algo exhaustive --tool ray: Ray's grid search "
+                          f"runs all {grid_points(hyper_file)} points of {hyper_file}; use --tool hyperopt "
+                          "(its exhaustive search stops after --max-evals) or --algo random")
     base = dict(config_dict or {})
     base.update({k: v for k, v in (("model", model), ("dataset", dataset)) if v is not None})
     base.setdefault("show_progress", False)
@@ -263,13 +267,16 @@ def ray_search_space(hyper_file: str, exhaustive: bool) -> dict:
     return space
 
 
-def _grid_size(space: dict) -> int:
-    """Points of a Ray search space whose entries are grid searches (``exhaustive``)."""
-    size = 1
-    for value in space.values():
-        if isinstance(value, dict) and "grid_search" in value:
-            size *= len(value["grid_search"])
-    return size
+def grid_points(hyper_file: str) -> int:
+    """Points of the grid that an exhaustive search over ``hyper_file``'s ``choice`` lines visits."""
+    import ast
+
+    points = 1
+    for line in Path(hyper_file).read_text().splitlines():
+        parts = line.strip().split(" ")
+        if len(parts) >= 3 and parts[1] == "choice" and not line.lstrip().startswith("#"):
+            points *= len(ast.literal_eval("".join(parts[2:])))
+    return points
 
 
 def run_ray_tune(hyper_file: str, base: dict, log: TrialLog, algo: str, max_evals: int | None,
@@ -301,11 +308,6 @@ def run_ray_tune(hyper_file: str, base: dict, log: TrialLog, algo: str, max_eval
                  log_to_driver=False, configure_logging=False)
     exhaustive = algo == "exhaustive"
     space = ray_search_space(hyper_file, exhaustive)
-    grid = _grid_size(space) if exhaustive else None
-    if exhaustive and max_evals is not None and max_evals < grid:
-        raise ConfigError(f"--max-evals {max_evals} with --algo exhaustive --tool ray: Ray's grid search "
-                          f"runs all {grid} points of {hyper_file}; use --tool hyperopt (its exhaustive "
-                          "search stops after --max-evals) or --algo random")
     ray_tune.run(trainable, config=space, num_samples=1 if exhaustive else (max_evals or 100),
                  resources_per_trial={"cpu": 1}, raise_on_failed_trial=False, verbose=1,
                  local_dir=str(log.path.parent.resolve() / "ray"))

@@ -84,12 +84,11 @@ def test_non_numeric_rating_is_an_error_when_loaded(tmp_path):
         check(tmp_path, root, load_col={"inter": ["user_id", "item_id", "rating"]})
 
 
-def test_non_numeric_rating_is_a_warning_when_not_loaded(tmp_path):
+def test_non_numeric_rating_is_an_error_even_when_not_loaded(tmp_path):
     root = inter_with(tmp_path, "1\t2\tfive\t100\t1\n")
-    warnings = check(tmp_path, root)  # BPR loads user_id and item_id only
-    assert len(warnings) == 1
-    assert "broken.inter:3: column 'rating' needs a finite number, got 'five'" in warnings[0]
-    assert "does not load the field" in warnings[0]
+    with pytest.raises(AtomicFileError,
+                       match=r"broken\.inter:3: column 'rating' needs a finite number \('five'\)"):
+        check(tmp_path, root)  # BPR loads user_id and item_id only
 
 
 def test_header_without_types_names_the_header(tmp_path):
@@ -286,22 +285,25 @@ def test_seq_separator_applies_to_float_seq(tmp_path):
 # ---------------------------------------------------------------------------- cache
 
 def test_results_are_cached_until_the_file_changes(tmp_path, monkeypatch):
-    root = inter_with(tmp_path, "1\t2\tfive\t100\t1\n")
-    first = check(tmp_path, root)
+    root = inter_with(tmp_path, "1\t2\t5\t100\t1\n")
+    assert check(tmp_path, root) == []
     cache_file = validation.default_cache_file()
     assert cache_file == tmp_path / "cache" / "atomic_validation.json" and cache_file.is_file()
     calls = []
     real = validation.check_atomic_file
     monkeypatch.setattr(validation, "check_atomic_file",
                         lambda *a, **k: calls.append(a[0]) or real(*a, **k))
-    assert check(tmp_path, root) == first  # warnings come back from the cache
+    assert check(tmp_path, root) == []  # answered from the cache
     assert calls == []
     inter = root / NAME / f"{NAME}.inter"
-    inter.write_text(inter.read_text().replace("five", "4"))
-    assert check(tmp_path, root) == []
+    inter.write_text(inter.read_text().replace("1\t2\t5\t100", "1\t2\tfive\t100"))
+    with pytest.raises(AtomicFileError, match="'five'"):  # a changed file is checked again
+        check(tmp_path, root)
     assert calls == [inter]
+    inter.write_text(inter.read_text().replace("five", "4"))
+    assert check(tmp_path, root) == [] and len(calls) == 2
     check(tmp_path, root, load_col=None)  # other loaded fields: checked again
-    assert len(calls) == 4  # .inter, .user, .item
+    assert len(calls) == 5  # .inter, .user, .item
 
 
 def test_kg_cross_check_is_cached_with_its_warnings(tmp_path, monkeypatch):

@@ -14,8 +14,9 @@ Which files: the ``.inter`` file, or ``<dataset>.<part>.inter`` for each part of
 ``.kg`` and ``.link`` when the dataset class is a RecBole ``KnowledgeBasedDataset``; one
 file per ``additional_feat_suffix`` entry (``.net``, for instance). The config keys that
 RecBole reads are followed: ``field_separator``, ``seq_separator``, ``encoding``,
-``load_col``/``unload_col`` (a bad number in a float field that is not loaded is a warning:
-this run never parses it), and the ``*_FIELD`` keys naming the fields each file must carry.
+``load_col``/``unload_col``, and the ``*_FIELD`` keys naming the fields each file must carry.
+A bad number in a float field is an error even when this run does not load the field: the
+file contradicts its own header, and another run (or model) will read it.
 
 Each file's result is cached by its size, modification time and inode, together with the
 settings it was checked under, in ``atomic_validation.json`` in the user's cache directory
@@ -252,6 +253,8 @@ def _link_warnings(config, checks: list[_FileCheck], values: dict[str, list[np.n
     inter_items = set(interactions.tolist())
     entities = set(present(f"kg:{head}").tolist()) | set(present(f"kg:{tail}").tolist())
     link_items, link_entities = values[f"link:{iid}"][0], values[f"link:{entity}"][0]
+    for name, column in ((iid, link_items), (entity, link_entities)):
+        _refuse_repeats(link, name, column)
     item2entity = dict(zip(link_items.tolist(), link_entities.tolist()))
     warnings = []
     unknown = [item for item in link_items.tolist() if item not in inter_items]
@@ -275,6 +278,18 @@ def _link_warnings(config, checks: list[_FileCheck], values: dict[str, list[np.n
             f"entity, e.g. {_some([item for item, _ in unlinked])}; RecBole's knowledge-graph "
             f"dataset drops their {lost} of {len(interactions)} interactions")
     return warnings
+
+
+def _refuse_repeats(link: Path, field: str, column: np.ndarray) -> None:
+    """RecBole maps items and entities one to one through ``.link``; a repeated id makes its
+    remapping fail with a bare ``KeyError`` deep inside the dataset."""
+    seen: dict = {}
+    for row, value in enumerate(column.tolist()):
+        if value in seen:
+            raise AtomicFileError(
+                f"{link}:{row + 2}: '{field}' {value!r} is linked a second time (first on line "
+                f"{seen[value] + 2}); .link maps each item to one entity and each entity to one item")
+        seen[value] = row
 
 
 def _some(ids: list) -> str:
