@@ -8,6 +8,7 @@ Examples::
     python run_recbole_ext.py --model BPR --dataset ml-100k --nproc 2
     python run_recbole_ext.py --model NRP --dataset ml-100k --tune properties/hyper/NRP.hyper --algo random --max-evals 10
     python run_recbole_ext.py --list-models
+    python run_recbole_ext.py --recommend saved/BPR-ml-100k-....pth --users 1 2 3 --topk 10
 
 Any other ``--key=value`` (or ``--key value``) is a config override, exactly like
 RecBole's ``run_recbole.py``; values are read as Python/yaml literals (``0.01``,
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--max-evals", type=int, default=100)
     tune.add_argument("--tool", choices=["hyperopt", "ray"], default="hyperopt")
     tune.add_argument("--tune-output", help="trial results file (JSON lines); resumes if it exists")
+    from recbole_ext.recommend import add_recommend_arguments
+
+    add_recommend_arguments(parser)
     return parser
 
 
@@ -107,6 +111,14 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(available_presets()))
         return 0
     overrides = parse_overrides(unknown)
+    if args.recommend or args.users or args.users_file or args.all_users or args.pairs:
+        from recbole_ext.recommend import recommend_main
+
+        return recommend_main(args, overrides)
+    if args.topk is not None:  # without --recommend, --topk is RecBole's config key
+        from recbole_ext.config import parse_value
+
+        overrides["topk"] = parse_value(args.topk)
     if args.trust_legacy_checkpoint:
         overrides["trust_legacy_checkpoint"] = True
     common = {"model": args.model, "dataset": args.dataset, "config_file_list": args.config_files,
