@@ -121,13 +121,13 @@ class Recommender:
         self.n_users, self.n_items = len(self.user_tokens), len(self.item_tokens)
         self.sequential = config["MODEL_TYPE"] == ModelType.SEQUENTIAL
         self.known = known.tocsr()
-        train = dataset.inter_matrix(form="csr")
-        self.popularity = np.asarray(train.sum(axis=0)).ravel().astype(np.float64)
-        self.popularity[0] = -np.inf  # the padding item is never recommended
-        # seen items: the training rows; for sequential models the whole known history (the input)
-        self.seen = self.known if self.sequential else train
         self.sequences = sequences
         if self.sequential:
+            # training rows are (prefix -> next item): every training interaction but the first
+            # of each sequence; the seen items are the whole known history (the input)
+            items = dataset.inter_feat[self.iid_field].numpy()
+            self.popularity = np.bincount(items, minlength=self.n_items).astype(np.float64)
+            self.seen = self.known
             if sequences is None:
                 raise RecommendError("a sequential model needs the users' known histories")
             lengths = torch.diff(sequences["ptr"])
@@ -137,7 +137,10 @@ class Recommender:
             self.list_fields = {field: field + suffix for field in sequences
                                 if field != "ptr" and field + suffix in dataset.field2type}
         else:
-            self.has_history = np.diff(train.indptr) > 0
+            self.seen = dataset.inter_matrix(form="csr")  # the training rows (labelled: positives)
+            self.popularity = np.asarray(self.seen.sum(axis=0)).ravel().astype(np.float64)
+            self.has_history = np.diff(self.seen.indptr) > 0
+        self.popularity[0] = -np.inf  # the padding item is never recommended
         self._full_sort = True  # until the model says it has no full_sort_predict
 
     # -------------------------------------------------------------------------- loading
@@ -165,10 +168,16 @@ class Recommender:
                 return cls(config, _build_model(ckpt, config, dataset), dataset,
                            _csr_from(state["known"], dataset), state["sequences"])
 
+        # the same seed as the run before splitting: a random-order split depends on it
+        init_seed(config["seed"], config["reproducibility"])
         dataset_full = create_dataset(config)
-        known = dataset_full.inter_matrix(form="csr")
-        sequences = (_known_sequences(dataset_full) if config["MODEL_TYPE"] == ModelType.SEQUENTIAL
-                     else None)
+        if config["MODEL_TYPE"] == ModelType.SEQUENTIAL:
+            sequences = _known_sequences(dataset_full)
+            known = _csr_from({"indptr": sequences["ptr"], "indices": sequences[dataset_full.iid_field]},
+                              dataset_full)
+        else:
+            # read before build(): the whole data, not a split (labelled data: the positive rows)
+            sequences, known = None, dataset_full.inter_matrix(form="csr")
         train_data, _, _ = data_preparation(config, dataset_full)
         train = train_data._dataset
         recommender = cls(config, _build_model(ckpt, config, train), train, known, sequences)
@@ -429,9 +438,12 @@ def _close_ids(token: str, vocabulary: np.ndarray, n: int = 5) -> list[str]:
 
 
 def _csr_from(state: dict, dataset: Dataset) -> sp.csr_matrix:
+    """A user x item 0/1 matrix from ``indptr``/``indices`` tensors (duplicates summed)."""
     data = np.ones(len(state["indices"]), dtype=np.float64)
-    return sp.csr_matrix((data, state["indices"].numpy(), state["indptr"].numpy()),
-                         shape=(dataset.user_num, dataset.item_num))
+    matrix = sp.csr_matrix((data, state["indices"].numpy(), state["indptr"].numpy()),
+                           shape=(dataset.user_num, dataset.item_num))
+    matrix.sum_duplicates()
+    return matrix
 
 
 # ---------------------------------------------------------------------------------- cache
@@ -481,10 +493,16 @@ def _write_cache(path: Path, fingerprint: dict, recommender: Recommender, ckpt: 
     torch.save(state, buffer)
     buffer.seek(0)
     restored = torch.load(buffer, map_location="cpu", weights_only=True)
-    copy = _unpack_dataset(restored["dataset"], recommender.config)
-    if not _same_scores(recommender, Recommender(
+    try:
+        copy = _unpack_dataset(restored["dataset"], recommender.config)
+        same = _same_scores(recommender, Recommender(
             recommender.config, _build_model(ckpt, recommender.config, copy), copy,
-            _csr_from(restored["known"], copy), restored["sequences"])):
+            _csr_from(restored["known"], copy), restored["sequences"]))
+    except Exception as err:  # noqa: BLE001 - e.g. a model that reads a dropped column
+        getLogger().info(f"recommend cache not written: the stored dataset state does not rebuild "
+                         f"the model ({type(err).__name__}: {err})")
+        return
+    if not same:
         getLogger().info("recommend cache not written: the model built from the stored dataset "
                          "state scores differently")
         return
