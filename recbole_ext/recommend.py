@@ -65,9 +65,10 @@ import os
 import sys
 import time
 from collections import Counter, OrderedDict, defaultdict
+from collections.abc import Iterable
 from logging import getLogger
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -123,13 +124,13 @@ class Recommender:
         self.known = known.tocsr()
         self.sequences = sequences
         if self.sequential:
+            if sequences is None:
+                raise ValueError("a sequential model needs the users' known histories")
             # training rows are (prefix -> next item): every training interaction but the first
             # of each sequence; the seen items are the whole known history (the input)
             items = dataset.inter_feat[self.iid_field].numpy()
             self.popularity = np.bincount(items, minlength=self.n_items).astype(np.float64)
             self.seen = self.known
-            if sequences is None:
-                raise RecommendError("a sequential model needs the users' known histories")
             lengths = torch.diff(sequences["ptr"])
             self.has_history = (lengths > 0).numpy()
             self.max_len = int(config["MAX_ITEM_LIST_LENGTH"])
@@ -348,6 +349,8 @@ class Recommender:
             try:
                 out.append(self.model.predict(pairs.to(self.model.device)).float().view(-1))
             except KeyError as err:
+                if not (err.args and isinstance(err.args[0], str) and err.args[0] not in pairs):
+                    raise
                 raise RecommendError(
                     f"{self.config['model']} cannot score unseen (user, item) pairs: its predict "
                     f"reads the field {err.args[0]!r}, which only observed interactions carry") from None

@@ -35,6 +35,10 @@ RANKING = {"metrics": ["Recall", "NDCG"], "topk": [5], "valid_metric": "NDCG@5"}
 SEQUENTIAL = {"load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "train_neg_sample_args": None,
               "MAX_ITEM_LIST_LENGTH": 6, **RANKING}
 USER_FILE = {"inter": ["user_id", "item_id", "timestamp"], "user": ["user_id", "age"]}
+CONTEXT = {"load_col": {"inter": ["user_id", "item_id", "label"], "user": ["user_id", "age", "gender"],
+                        "item": ["item_id", "genre"]},
+           "train_neg_sample_args": None, "metrics": ["AUC"], "valid_metric": "AUC", "embedding_size": 8,
+           "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "group_by": None, "mode": "labeled"}}
 COLD_USER = "41"  # only in the .user file: a known user without any interaction
 
 FAMILIES = {
@@ -47,6 +51,10 @@ FAMILIES = {
     "KNI": dict(MODEL_OVERRIDES["KNI"]),                              # ours, knowledge, pointwise
     "NRP": dict(MODEL_OVERRIDES["NRP"]),                              # ours, explicit ratings
     "BiasedMF": dict(MODEL_OVERRIDES["BiasedMF"]),
+    "FM": dict(CONTEXT),                                              # RecBole context-aware
+    # a context model that reads an interaction-only field: cannot rank unseen items
+    "FM-timestamp": dict(CONTEXT, model="FM", numerical_features=["timestamp"],
+                         load_col=dict(CONTEXT["load_col"], inter=["user_id", "item_id", "label", "timestamp"])),
 }
 DEVOOGHT_TRAIN = {f"u{u}": [f"i{(u * 3 + k) % 12 + 1}" for k in range(7)] for u in range(1, 9)}
 DEVOOGHT_VALID = {"v1": ["i1", "i2", "i3", "i4"]}
@@ -88,7 +96,7 @@ def checkpoints(data_root, tmp_path_factory) -> dict[str, str]:
                                          metrics=["Recall"], topk=[3], valid_metric="recall@3",
                                          embedding_size=6, hidden_size=6, train_batch_size=8)
                 else:
-                    config = base_config(work, str(data_root), model=name, **FAMILIES[name])
+                    config = base_config(work, str(data_root), **{"model": name, **FAMILIES[name]})
                 result = run_recbole_ext(config_dict=config)
             self[name] = result["checkpoint"]
             return self[name]
@@ -164,7 +172,7 @@ def atomic_history(data_root: Path, name: str, user: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------- general
-@pytest.mark.parametrize("name", ["BPR", "LightGCN", "NeuMF", "LEGCF", "NRP", "BiasedMF"])
+@pytest.mark.parametrize("name", ["BPR", "LightGCN", "NeuMF", "LEGCF", "NRP", "BiasedMF", "FM"])
 def test_general_and_rating_models_match_recbole_case_study(name, checkpoints):
     config, model, dataset, train, valid, _ = reload(checkpoints[name])
     users = ["3", "17", "1", "40"]
@@ -224,6 +232,13 @@ def test_all_users_covers_every_known_user(checkpoints):
     frame = recommend(checkpoints["BPR"], topk=2)
     assert frame["user_id"].nunique() == 41 and len(frame) == 82
     assert frame.groupby("user_id")["rank"].apply(list).map(lambda r: r == [1, 2]).all()
+
+
+def test_a_model_that_cannot_rank_says_so_in_one_line(checkpoints):
+    with pytest.raises(RecommendError, match=r"^FM cannot score unseen \(user, item\) pairs: its predict "
+                                             r"reads the field 'timestamp'") as info:
+        recommend(checkpoints["FM-timestamp"], ["1"])
+    assert "\n" not in str(info.value)
 
 
 def test_unknown_user_error_names_the_id_and_close_ids(checkpoints):

@@ -1,0 +1,214 @@
+"""Speed of ``run_recbole_ext.py --recommend --all-users`` against a loop over RecBole's case study.
+
+Goal (issue 20, a benchmark, not a test): top-10 for all 6,040 ML-1M users from a BPR
+checkpoint in under 10 s on 2 cores, loading included.
+
+Every figure is the wall time of a whole subprocess (interpreter start, imports, checkpoint
+and dataset loading, scoring, writing the CSV):
+
+- ``recommend, cold``: no cache next to the checkpoint: the dataset is rebuilt with RecBole's
+  ``create_dataset`` + ``data_preparation`` and the cache is written (the first call);
+- ``recommend, cached``: the usual case, the cache written by the first call is read;
+- ``recommend, --no-cache``: the dataset is rebuilt every time, no cache read or written;
+- ``RecBole full_sort_topk loop``: what RecBole's FAQ answer amounts to: the data and model
+  reloaded (``recbole_ext.load_data_and_model``: RecBole's own cannot read checkpoints on
+  torch >= 2.6), then ``recbole.utils.case_study.full_sort_topk`` called once per user with
+  the validation loader (whose history is the training split, the same items ``--recommend``
+  leaves out) and the internal ids mapped to tokens, one CSV written. The same loop with 1,024
+  users per call is reported too.
+
+The benchmark also checks that both give the same top-10 lists.
+
+Usage::
+
+    python -m benchmarks.recommend_speed [--runs 3] [--fresh]
+
+``--fresh`` trains a new 1-epoch BPR checkpoint instead of reusing the last one. Writes
+``benchmarks/results/recommend/speed.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import DATASET_DIR, REPO_ROOT, RESULTS_DIR, ensure_converted
+
+OUT_DIR = RESULTS_DIR / "recommend"
+CHECKPOINT_DIR = REPO_ROOT / "saved" / "benchmarks" / "recommend"
+SCRIPT = REPO_ROOT / "run_recbole_ext.py"
+TOPK = 10
+
+
+def train_checkpoint(fresh: bool) -> str:
+    """The newest BPR ML-1M checkpoint under ``saved/benchmarks/recommend`` (trained if none)."""
+    existing = sorted(CHECKPOINT_DIR.glob("BPR-ml-1m-*.pth"), key=lambda p: p.stat().st_mtime)
+    if existing and not fresh:
+        return str(existing[-1])
+    from recbole_ext.quick_start import run_recbole_ext
+
+    ensure_converted("movielens", "ml-1m", "ml-1m")
+    result = run_recbole_ext(model="BPR", dataset="ml-1m", config_dict={
+        "data_path": str(DATASET_DIR), "checkpoint_dir": str(CHECKPOINT_DIR), "epochs": 1,
+        "use_gpu": False, "show_progress": False, "state": "ERROR"})
+    return result["checkpoint"]
+
+
+def timed(command: list[str], env: dict) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO_ROOT)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
+    return seconds
+
+
+def recommend_command(checkpoint: str, output: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(SCRIPT), "--recommend", checkpoint, "--all-users", "--topk", str(TOPK),
+            "--output", str(output), *extra]
+
+
+def baseline(checkpoint: str, output: str, batch: int) -> None:
+    """The RecBole case-study loop (run in its own process by :func:`main`)."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    import numpy as np
+    import pandas as pd
+    import torch
+    from recbole.utils.case_study import full_sort_topk
+
+    from recbole_ext import load_data_and_model
+
+    start = time.perf_counter()
+    config, model, dataset, _, valid_data, _ = load_data_and_model(checkpoint)
+    loaded = time.perf_counter()
+    model.eval()
+    uids = np.arange(1, dataset.user_num)
+    users, items, scores = [], [], []
+    with torch.no_grad():
+        for begin in range(0, len(uids), batch):
+            chunk = uids[begin:begin + batch]
+            values, index = full_sort_topk(chunk, model, valid_data, k=TOPK)
+            users.append(np.repeat(chunk, TOPK))
+            items.append(index.numpy().ravel())
+            scores.append(values.numpy().ravel())
+    frame = pd.DataFrame({
+        "user_id": dataset.id2token(dataset.uid_field, np.concatenate(users)),
+        "rank": np.tile(np.arange(1, TOPK + 1), len(uids)),
+        "item_id": dataset.id2token(dataset.iid_field, np.concatenate(items)),
+        "score": np.concatenate(scores)})
+    frame.to_csv(output, index=False)
+    print(json.dumps({"load_seconds": loaded - start, "loop_seconds": time.perf_counter() - loaded}))
+
+
+def same_lists(ours: Path, theirs: Path) -> dict:
+    """How many users get the same top-k from both (ties may swap; compared as item sets too)."""
+    import pandas as pd
+
+    a = pd.read_csv(ours, dtype={"user_id": str, "item_id": str})
+    b = pd.read_csv(theirs, dtype={"user_id": str, "item_id": str})
+    lists_a = a.groupby("user_id")["item_id"].apply(list)
+    lists_b = b.groupby("user_id")["item_id"].apply(list)
+    common = lists_a.index.intersection(lists_b.index)
+    same_order = sum(lists_a[u] == lists_b[u] for u in common)
+    same_set = sum(set(lists_a[u]) == set(lists_b[u]) for u in common)
+    merged = a.merge(b, on=["user_id", "rank"], suffixes=("_ours", "_recbole"))
+    return {"users": len(common), "same_order": int(same_order), "same_set": int(same_set),
+            "max_score_difference": float((merged["score_ours"] - merged["score_recbole"]).abs().max())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per variant")
+    parser.add_argument("--fresh", action="store_true", help="train a new checkpoint")
+    parser.add_argument("--baseline", nargs=3, metavar=("CHECKPOINT", "OUTPUT", "BATCH"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.baseline:
+        baseline(args.baseline[0], args.baseline[1], int(args.baseline[2]))
+        return 0
+
+    checkpoint = train_checkpoint(args.fresh)
+    cache = Path(checkpoint + ".recommend-cache")
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+    runs: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        ours, theirs = Path(tmp) / "ours.csv", Path(tmp) / "theirs.csv"
+        for _ in range(args.runs):
+            cache.unlink(missing_ok=True)
+            runs.setdefault("recommend, cold (dataset rebuilt, cache written)", []).append(
+                timed(recommend_command(checkpoint, ours), env))
+        for _ in range(args.runs):
+            runs.setdefault("recommend, cached", []).append(timed(recommend_command(checkpoint, ours), env))
+        for _ in range(args.runs):
+            runs.setdefault("recommend, --no-cache (dataset rebuilt)", []).append(
+                timed(recommend_command(checkpoint, ours, "--no-cache"), env))
+        phases = {}
+        for batch, label in ((1, "RecBole full_sort_topk loop, 1 user per call"),
+                             (1024, "RecBole full_sort_topk loop, 1024 users per call")):
+            for _ in range(args.runs):
+                command = [sys.executable, "-m", "benchmarks.recommend_speed", "--baseline", checkpoint,
+                           str(theirs), str(batch)]
+                start = time.perf_counter()
+                proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO_ROOT)
+                runs.setdefault(label, []).append(time.perf_counter() - start)
+                if proc.returncode != 0:
+                    raise RuntimeError(proc.stderr[-3000:])
+                phases.setdefault(label, []).append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        agreement = same_lists(ours, theirs)
+
+    record = {
+        "checkpoint": Path(checkpoint).name, "dataset": "ml-1m", "model": "BPR (1 epoch)", "topk": TOPK,
+        "users": agreement["users"], "runs": {k: [round(v, 3) for v in vs] for k, vs in runs.items()},
+        "baseline_phases": {k: [{p: round(s, 3) for p, s in r.items()} for r in rs] for k, rs in phases.items()},
+        "agreement": agreement, "cache_bytes": cache.stat().st_size if cache.exists() else None,
+        "machine": {"cpus": os.cpu_count(), "omp_threads": env["OMP_NUM_THREADS"],
+                    "python": platform.python_version(), "load_average": os.getloadavg()},
+        "command": "python -m benchmarks.recommend_speed " + " ".join(argv or sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    write_results(record)
+    return 0
+
+
+def write_results(record: dict) -> None:
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    (OUT_DIR / "speed.json").write_text(json.dumps(record, indent=1) + "\n")
+    lines = ["# Recommendations: top-10 for every ML-1M user from a BPR checkpoint", "",
+             "Wall seconds of the whole process (interpreter start, imports, loading, scoring, "
+             f"CSV of {record['users'] * record['topk']:,} rows); best and median of "
+             f"{len(next(iter(record['runs'].values())))} runs.", "",
+             "| variant | best s | median s | runs |", "|---|---|---|---|"]
+    for label, values in record["runs"].items():
+        ordered = sorted(values)
+        lines.append(f"| {label} | {ordered[0]:.2f} | {ordered[len(ordered) // 2]:.2f} | "
+                     f"{', '.join(f'{v:.2f}' for v in values)} |")
+    lines += ["", "RecBole loop phases (seconds: data + model reload, then the loop and the token mapping):", ""]
+    for label, phases in record["baseline_phases"].items():
+        lines.append(f"- {label}: " + "; ".join(
+            f"load {p['load_seconds']:.2f} + loop {p['loop_seconds']:.2f}" for p in phases))
+    agreement = record["agreement"]
+    machine = record["machine"]
+    lines += ["", f"Same top-10 as RecBole's case study (validation loader: training items left out): "
+              f"{agreement['same_order']}/{agreement['users']} users in the same order, "
+              f"{agreement['same_set']}/{agreement['users']} as sets; largest score difference "
+              f"{agreement['max_score_difference']:.2e}.", "",
+              f"Cache file: {record['cache_bytes']:,} bytes next to the checkpoint." if record["cache_bytes"]
+              else "No cache file was written.", "",
+              f"Machine: {machine['cpus']} CPUs, OMP_NUM_THREADS={machine['omp_threads']}, Python "
+              f"{machine['python']}, load average at the end {', '.join(f'{x:.1f}' for x in machine['load_average'])} "
+              "(the machine is shared; figures are pessimistic).", "",
+              f"Command: `{record['command']}` ({record['date']}); checkpoint: {record['checkpoint']}."]
+    (OUT_DIR / "speed.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
