@@ -83,14 +83,26 @@ def baseline(checkpoint: str, output: str, batch: int) -> None:
     import numpy as np
     import pandas as pd
     import torch
+    from recbole.utils import init_seed
     from recbole.utils.case_study import full_sort_topk
 
-    from recbole_ext import load_data_and_model
+    from recbole_ext.compat import load_checkpoint
+    from recbole_ext.data import create_dataset, data_preparation
+    from recbole_ext.quick_start import config_from_checkpoint, model_from_checkpoint
 
+    # recbole_ext.load_data_and_model, step by step to time its parts
     start = time.perf_counter()
-    config, model, dataset, _, valid_data, _ = load_data_and_model(checkpoint)
+    ckpt = load_checkpoint(checkpoint)
+    config = config_from_checkpoint(ckpt, {"state": "ERROR"})
+    init_seed(config["seed"], config["reproducibility"])
+    config_done = time.perf_counter()
+    dataset = create_dataset(config)
+    created = time.perf_counter()
+    train_data, valid_data, _ = data_preparation(config, dataset)
+    prepared = time.perf_counter()
+    init_seed(config["seed"], config["reproducibility"])
+    model = model_from_checkpoint(ckpt, config, train_data._dataset).eval()
     loaded = time.perf_counter()
-    model.eval()
     uids = np.arange(1, dataset.user_num)
     users, items, scores = [], [], []
     with torch.no_grad():
@@ -106,7 +118,32 @@ def baseline(checkpoint: str, output: str, batch: int) -> None:
         "item_id": dataset.id2token(dataset.iid_field, np.concatenate(items)),
         "score": np.concatenate(scores)})
     frame.to_csv(output, index=False)
-    print(json.dumps({"load_seconds": loaded - start, "loop_seconds": time.perf_counter() - loaded}))
+    print(json.dumps({"load_seconds": loaded - start, "loop_seconds": time.perf_counter() - loaded,
+                      "config_seconds": config_done - start, "create_dataset_seconds": created - config_done,
+                      "data_preparation_seconds": prepared - created}))
+
+
+def phases(checkpoint: str, output: str) -> None:
+    """Where the time of a cached ``--recommend --all-users`` goes (run in its own process)."""
+    start = time.perf_counter()
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    import recbole_ext.recommend as rec
+    from recbole_ext.compat import load_checkpoint
+    from recbole_ext.quick_start import config_from_checkpoint
+
+    imported = time.perf_counter()
+    config_from_checkpoint(load_checkpoint(checkpoint), {"state": "ERROR"})
+    config_done = time.perf_counter()
+    recommender = rec.Recommender.from_checkpoint(checkpoint)
+    loaded = time.perf_counter()
+    frame = recommender.recommend(topk=TOPK)
+    ranked = time.perf_counter()
+    rec.write_frame(frame, Path(output))
+    print(json.dumps({"imports": imported - start, "config_rebuild": config_done - imported,
+                      "load_with_cache_incl_config": loaded - config_done, "score_and_rank": ranked - loaded,
+                      "write_csv": time.perf_counter() - ranked}))
 
 
 def same_lists(ours: Path, theirs: Path) -> dict:
@@ -130,9 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="timed runs per variant")
     parser.add_argument("--fresh", action="store_true", help="train a new checkpoint")
     parser.add_argument("--baseline", nargs=3, metavar=("CHECKPOINT", "OUTPUT", "BATCH"), help=argparse.SUPPRESS)
+    parser.add_argument("--phases", nargs=2, metavar=("CHECKPOINT", "OUTPUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.baseline:
         baseline(args.baseline[0], args.baseline[1], int(args.baseline[2]))
+        return 0
+    if args.phases:
+        phases(*args.phases)
         return 0
 
     checkpoint = train_checkpoint(args.fresh)
@@ -150,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.runs):
             runs.setdefault("recommend, --no-cache (dataset rebuilt)", []).append(
                 timed(recommend_command(checkpoint, ours, "--no-cache"), env))
-        phases = {}
+        loop_phases: dict[str, list[dict]] = {}
         for batch, label in ((1, "RecBole full_sort_topk loop, 1 user per call"),
                              (1024, "RecBole full_sort_topk loop, 1024 users per call")):
             for _ in range(args.runs):
@@ -161,13 +202,22 @@ def main(argv: list[str] | None = None) -> int:
                 runs.setdefault(label, []).append(time.perf_counter() - start)
                 if proc.returncode != 0:
                     raise RuntimeError(proc.stderr[-3000:])
-                phases.setdefault(label, []).append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                loop_phases.setdefault(label, []).append(json.loads(proc.stdout.strip().splitlines()[-1]))
         agreement = same_lists(ours, theirs)
+        cached_phases = []
+        for _ in range(args.runs):
+            proc = subprocess.run([sys.executable, "-m", "benchmarks.recommend_speed", "--phases", checkpoint,
+                                   str(ours)], capture_output=True, text=True, env=env, cwd=REPO_ROOT)
+            if proc.returncode != 0:
+                raise RuntimeError(proc.stderr[-3000:])
+            cached_phases.append(json.loads(proc.stdout.strip().splitlines()[-1]))
 
     record = {
         "checkpoint": Path(checkpoint).name, "dataset": "ml-1m", "model": "BPR (1 epoch)", "topk": TOPK,
         "users": agreement["users"], "runs": {k: [round(v, 3) for v in vs] for k, vs in runs.items()},
-        "baseline_phases": {k: [{p: round(s, 3) for p, s in r.items()} for r in rs] for k, rs in phases.items()},
+        "baseline_phases": {k: [{p: round(s, 3) for p, s in r.items()} for r in rs]
+                            for k, rs in loop_phases.items()},
+        "cached_phases": [{p: round(v, 3) for p, v in r.items()} for r in cached_phases],
         "agreement": agreement, "cache_bytes": cache.stat().st_size if cache.exists() else None,
         "machine": {"cpus": os.cpu_count(), "omp_threads": env["OMP_NUM_THREADS"],
                     "python": platform.python_version(), "load_average": os.getloadavg()},
@@ -190,10 +240,17 @@ def write_results(record: dict) -> None:
         ordered = sorted(values)
         lines.append(f"| {label} | {ordered[0]:.2f} | {ordered[len(ordered) // 2]:.2f} | "
                      f"{', '.join(f'{v:.2f}' for v in values)} |")
-    lines += ["", "RecBole loop phases (seconds: data + model reload, then the loop and the token mapping):", ""]
-    for label, phases in record["baseline_phases"].items():
+    lines += ["", "RecBole loop phases, seconds per run (reload = config + `create_dataset` + "
+              "`data_preparation` + model; then the loop with the token mapping):", ""]
+    for label, runs in record["baseline_phases"].items():
         lines.append(f"- {label}: " + "; ".join(
-            f"load {p['load_seconds']:.2f} + loop {p['loop_seconds']:.2f}" for p in phases))
+            f"reload {p['load_seconds']:.2f} (config {p['config_seconds']:.2f}, create_dataset "
+            f"{p['create_dataset_seconds']:.2f}, data_preparation {p['data_preparation_seconds']:.2f}) "
+            f"+ loop {p['loop_seconds']:.2f}" for p in runs))
+    lines += ["", "Cached `--recommend` phases, seconds per run (in-process, so without the CLI's "
+              "argument parsing; the config is rebuilt twice here to time it alone):", ""]
+    for p in record["cached_phases"]:
+        lines.append("- " + ", ".join(f"{name.replace('_', ' ')} {value:.2f}" for name, value in p.items()))
     agreement = record["agreement"]
     machine = record["machine"]
     lines += ["", f"Same top-10 as RecBole's case study (validation loader: training items left out): "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -421,35 +422,45 @@ def test_cli_all_users_to_stdout_and_pairs(checkpoints, tmp_path):
     pd.testing.assert_frame_equal(frame, expected, check_exact=False)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--users", "1", "999"], "error: unknown user id '999'"),
-    (["--users", "1", "--topk", "0"], "error: --topk must be a positive int"),
-    (["--users", "1", "--output", "recs.txt"], "error: --output recs.txt: the file name must end in"),
-    ([], "error: --recommend needs --users"),
-    (["--pairs", "missing.csv"], "error: file not found: missing.csv"),
-])
-def test_cli_errors_are_one_line_with_exit_code_2(args, message, checkpoints):
-    proc = run_cli("--recommend", checkpoints["BPR"], *args)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
+def test_cli_errors_are_one_line_with_exit_code_2(checkpoints, tmp_path):
+    for args, message in ((["--users", "1", "999"], "error: unknown user id '999'"),
+                          ([str(tmp_path / "none.pth"), "--users", "1"],
+                           f"error: checkpoint not found: {tmp_path / 'none.pth'}")):
+        if not args[0].endswith(".pth"):
+            args = [checkpoints["BPR"], *args]
+        proc = run_cli("--recommend", *args)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
 
 
-def test_cli_missing_checkpoint_and_bad_pairs_header(tmp_path, checkpoints):
-    proc = run_cli("--recommend", str(tmp_path / "none.pth"), "--users", "1")
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
-        f"error: checkpoint not found: {tmp_path / 'none.pth'}"]
-    bad = write(tmp_path / "bad.csv", "user,item\n1,2\n")
-    proc = run_cli("--recommend", checkpoints["BPR"], "--pairs", str(bad))
-    assert proc.returncode == 2 and "the header must name user_id and item_id" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
-
-
-def test_topk_stays_a_config_key_for_training_runs():
+def load_script():
     spec = importlib.util.spec_from_file_location("run_recbole_ext_script", SCRIPT)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    args, _ = script.build_parser().parse_known_args(["--model", "BPR", "--topk=[5, 10]"])
+    return script
+
+
+@pytest.mark.parametrize("args, error, message", [
+    (["--users", "1", "--topk", "0"], RecommendError, "--topk must be a positive int"),
+    (["--users", "1", "--output", "recs.txt"], RecommendError, "--output recs.txt: the file name must end in"),
+    ([], RecommendError, "--recommend needs --users"),
+    (["--pairs", "missing.csv"], FileNotFoundError, "file not found: missing.csv"),
+    (["--pairs", "bad.csv"], RecommendError, "bad.csv:1: the header must name user_id and item_id"),
+])
+def test_cli_usage_errors(args, error, message, checkpoints, tmp_path):
+    """Raised before anything loads; the script prints them in one line with exit code 2
+    (the exception types are in its list of expected errors)."""
+    (tmp_path / "bad.csv").write_text("user,item\n1,2\n")  # the tests run in tmp_path
+    script = load_script()
+    args, unknown = script.build_parser().parse_known_args(["--recommend", checkpoints["BPR"], *args])
+    with pytest.raises(error, match=f"^{re.escape(message)}"):
+        rec.recommend_main(args, script.parse_overrides(unknown))
+    assert issubclass(error, script._expected_errors())
+
+
+def test_topk_stays_a_config_key_for_training_runs():
+    args, _ = load_script().build_parser().parse_known_args(["--model", "BPR", "--topk=[5, 10]"])
     assert args.topk == "[5, 10]" and not args.recommend
 
 
