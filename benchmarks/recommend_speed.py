@@ -70,6 +70,15 @@ def timed(command: list[str], env: dict) -> float:
     return seconds
 
 
+def run_json(args: list[str], env: dict) -> dict:
+    """Run this module in another process with ``args``; its last stdout line is JSON."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.recommend_speed", *args], capture_output=True,
+                          text=True, env=env, cwd=REPO_ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def recommend_command(checkpoint: str, output: Path, *extra: str) -> list[str]:
     return [sys.executable, str(SCRIPT), "--recommend", checkpoint, "--all-users", "--topk", str(TOPK),
             "--output", str(output), *extra]
@@ -179,38 +188,28 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = train_checkpoint(args.fresh)
     cache = Path(checkpoint + ".recommend-cache")
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+    load_at_start = os.getloadavg()
     runs: dict[str, list[float]] = {}
+    loop_phases: dict[str, list[dict]] = {}
+    cached_phases = []
     with tempfile.TemporaryDirectory() as tmp:
         ours, theirs = Path(tmp) / "ours.csv", Path(tmp) / "theirs.csv"
+        # round robin, so that the load of the shared machine weighs on every variant alike
         for _ in range(args.runs):
             cache.unlink(missing_ok=True)
             runs.setdefault("recommend, cold (dataset rebuilt, cache written)", []).append(
                 timed(recommend_command(checkpoint, ours), env))
-        for _ in range(args.runs):
             runs.setdefault("recommend, cached", []).append(timed(recommend_command(checkpoint, ours), env))
-        for _ in range(args.runs):
             runs.setdefault("recommend, --no-cache (dataset rebuilt)", []).append(
                 timed(recommend_command(checkpoint, ours, "--no-cache"), env))
-        loop_phases: dict[str, list[dict]] = {}
-        for batch, label in ((1, "RecBole full_sort_topk loop, 1 user per call"),
-                             (1024, "RecBole full_sort_topk loop, 1024 users per call")):
-            for _ in range(args.runs):
-                command = [sys.executable, "-m", "benchmarks.recommend_speed", "--baseline", checkpoint,
-                           str(theirs), str(batch)]
+            for batch, label in ((1, "RecBole full_sort_topk loop, 1 user per call"),
+                                 (1024, "RecBole full_sort_topk loop, 1024 users per call")):
                 start = time.perf_counter()
-                proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO_ROOT)
+                out = run_json(["--baseline", checkpoint, str(theirs), str(batch)], env)
                 runs.setdefault(label, []).append(time.perf_counter() - start)
-                if proc.returncode != 0:
-                    raise RuntimeError(proc.stderr[-3000:])
-                loop_phases.setdefault(label, []).append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                loop_phases.setdefault(label, []).append(out)
+            cached_phases.append(run_json(["--phases", checkpoint, str(ours)], env))
         agreement = same_lists(ours, theirs)
-        cached_phases = []
-        for _ in range(args.runs):
-            proc = subprocess.run([sys.executable, "-m", "benchmarks.recommend_speed", "--phases", checkpoint,
-                                   str(ours)], capture_output=True, text=True, env=env, cwd=REPO_ROOT)
-            if proc.returncode != 0:
-                raise RuntimeError(proc.stderr[-3000:])
-            cached_phases.append(json.loads(proc.stdout.strip().splitlines()[-1]))
 
     record = {
         "checkpoint": Path(checkpoint).name, "dataset": "ml-1m", "model": "BPR (1 epoch)", "topk": TOPK,
@@ -220,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         "cached_phases": [{p: round(v, 3) for p, v in r.items()} for r in cached_phases],
         "agreement": agreement, "cache_bytes": cache.stat().st_size if cache.exists() else None,
         "machine": {"cpus": os.cpu_count(), "omp_threads": env["OMP_NUM_THREADS"],
-                    "python": platform.python_version(), "load_average": os.getloadavg()},
+                    "python": platform.python_version(), "load_average_start": load_at_start,
+                    "load_average_end": os.getloadavg()},
         "command": "python -m benchmarks.recommend_speed " + " ".join(argv or sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -234,7 +234,7 @@ def write_results(record: dict) -> None:
     lines = ["# Recommendations: top-10 for every ML-1M user from a BPR checkpoint", "",
              "Wall seconds of the whole process (interpreter start, imports, loading, scoring, "
              f"CSV of {record['users'] * record['topk']:,} rows); best and median of "
-             f"{len(next(iter(record['runs'].values())))} runs.", "",
+             f"{len(next(iter(record['runs'].values())))} runs, the variants taking turns.", "",
              "| variant | best s | median s | runs |", "|---|---|---|---|"]
     for label, values in record["runs"].items():
         ordered = sorted(values)
@@ -260,7 +260,9 @@ def write_results(record: dict) -> None:
               f"Cache file: {record['cache_bytes']:,} bytes next to the checkpoint." if record["cache_bytes"]
               else "No cache file was written.", "",
               f"Machine: {machine['cpus']} CPUs, OMP_NUM_THREADS={machine['omp_threads']}, Python "
-              f"{machine['python']}, load average at the end {', '.join(f'{x:.1f}' for x in machine['load_average'])} "
+              f"{machine['python']}; load average (1, 5, 15 min) at the start "
+              f"{', '.join(f'{x:.1f}' for x in machine['load_average_start'])}, at the end "
+              f"{', '.join(f'{x:.1f}' for x in machine['load_average_end'])} "
               "(the machine is shared; figures are pessimistic).", "",
               f"Command: `{record['command']}` ({record['date']}); checkpoint: {record['checkpoint']}."]
     (OUT_DIR / "speed.md").write_text("\n".join(lines) + "\n")
