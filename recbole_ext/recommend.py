@@ -10,8 +10,8 @@ enough, and ids are the **external** tokens of the atomic files, in and out::
 
     python run_recbole_ext.py --recommend saved/BPR-....pth --users 1 42 --topk 10 --output recs.csv
 
-The dataset is rebuilt from the checkpoint's config, so the id maps and histories are exactly
-those the model was trained with.
+The dataset is rebuilt from the checkpoint's config with the run's seed (so a random split is the
+run's split), and the id maps and histories are exactly those the model was trained with.
 
 **Scores.** Every family goes through the model's own scoring functions:
 
