@@ -11,6 +11,7 @@ Examples::
     recbole-ext --model BPR --dataset ml-100k --nproc 2
     recbole-ext --model NRP --dataset ml-100k --tune NRP --algo random --max-evals 10
     recbole-ext --list-models
+    recbole-ext --recommend saved/BPR-ml-100k-....pth --users 1 2 3 --topk 10
 
 Any other ``--key=value`` (or ``--key value``) is a config override, exactly like
 RecBole's ``run_recbole.py``; values are read as Python/yaml literals (``0.01``,
@@ -50,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="trials at most (default: the whole grid for exhaustive, 100 otherwise)")
     tune.add_argument("--tool", choices=["hyperopt", "ray"], default="hyperopt")
     tune.add_argument("--tune-output", help="trial results file (JSON lines); resumes if it exists")
+    from recbole_ext.recommend import add_recommend_arguments
+
+    add_recommend_arguments(parser)
     return parser
 
 
@@ -105,6 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(available_presets()))
         return 0
     overrides = parse_overrides(unknown)
+    if args.recommend or args.users or args.users_file or args.all_users or args.pairs:
+        from recbole_ext.recommend import recommend_main
+
+        return recommend_main(args, overrides)
+    if args.topk is not None:  # without --recommend, --topk is RecBole's config key
+        from recbole_ext.config import parse_value
+
+        overrides["topk"] = parse_value(args.topk)
     if args.trust_legacy_checkpoint:
         overrides["trust_legacy_checkpoint"] = True
     common = {"model": args.model, "dataset": args.dataset, "config_file_list": args.config_files,
