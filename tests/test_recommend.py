@@ -9,7 +9,6 @@ from the atomic files.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -434,13 +433,6 @@ def test_cli_errors_are_one_line_with_exit_code_2(checkpoints, tmp_path):
         assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("run_recbole_ext_script", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
-
-
 @pytest.mark.parametrize("args, error, message", [
     (["--users", "1", "--topk", "0"], RecommendError, "--topk must be a positive int"),
     (["--users", "1", "--output", "recs.txt"], RecommendError, "--output recs.txt: the file name must end in"),
@@ -452,7 +444,8 @@ def test_cli_usage_errors(args, error, message, checkpoints, tmp_path):
     """Raised before anything loads; the script prints them in one line with exit code 2
     (the exception types are in its list of expected errors)."""
     (tmp_path / "bad.csv").write_text("user,item\n1,2\n")  # the tests run in tmp_path
-    script = load_script()
+    from recbole_ext import cli as script
+
     args, unknown = script.build_parser().parse_known_args(["--recommend", checkpoints["BPR"], *args])
     with pytest.raises(error, match=f"^{re.escape(message)}"):
         rec.recommend_main(args, script.parse_overrides(unknown))
@@ -460,7 +453,9 @@ def test_cli_usage_errors(args, error, message, checkpoints, tmp_path):
 
 
 def test_topk_stays_a_config_key_for_training_runs():
-    args, _ = load_script().build_parser().parse_known_args(["--model", "BPR", "--topk=[5, 10]"])
+    from recbole_ext.cli import build_parser
+
+    args, _ = build_parser().parse_known_args(["--model", "BPR", "--topk=[5, 10]"])
     assert args.topk == "[5, 10]" and not args.recommend
 
 
