@@ -21,10 +21,12 @@ The benchmark also checks that both give the same top-10 lists.
 
 Usage::
 
-    python -m benchmarks.recommend_speed [--runs 3] [--fresh]
+    python -m benchmarks recommend [--quick] [--fresh]
 
-``--fresh`` trains a new 1-epoch BPR checkpoint instead of reusing the last one. Writes
-``benchmarks/results/recommend/speed.{json,md}``.
+Five runs per variant (``--quick``: two); ``--fresh`` trains a new 1-epoch BPR checkpoint
+instead of reusing the last one. Writes ``benchmarks/results/[quick/]recommend/speed.{json,md}``.
+The suite (``benchmarks/suites/recommend.py``) calls :func:`measure`; this module also holds the
+subprocess entry points the measurement starts (``python -m benchmarks.recommend_speed``).
 """
 
 from __future__ import annotations
@@ -39,9 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import DATASET_DIR, REPO_ROOT, RESULTS_DIR, ensure_converted
-
-OUT_DIR = RESULTS_DIR / "recommend"
+from benchmarks.common import DATASET_DIR, REPO_ROOT, ResultStore, ensure_converted
 CHECKPOINT_DIR = REPO_ROOT / "saved" / "benchmarks" / "recommend"
 SCRIPT = REPO_ROOT / "run_recbole_ext.py"
 TOPK = 10
@@ -172,20 +172,23 @@ def same_lists(ours: Path, theirs: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The subprocesses :func:`measure` starts: the RecBole loop, and the cached phases."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=3, help="timed runs per variant")
-    parser.add_argument("--fresh", action="store_true", help="train a new checkpoint")
-    parser.add_argument("--baseline", nargs=3, metavar=("CHECKPOINT", "OUTPUT", "BATCH"), help=argparse.SUPPRESS)
-    parser.add_argument("--phases", nargs=2, metavar=("CHECKPOINT", "OUTPUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", nargs=3, metavar=("CHECKPOINT", "OUTPUT", "BATCH"))
+    parser.add_argument("--phases", nargs=2, metavar=("CHECKPOINT", "OUTPUT"))
     args = parser.parse_args(argv)
     if args.baseline:
         baseline(args.baseline[0], args.baseline[1], int(args.baseline[2]))
-        return 0
-    if args.phases:
+    elif args.phases:
         phases(*args.phases)
-        return 0
+    else:
+        parser.error("run the measurement as `python -m benchmarks recommend`")
+    return 0
 
-    checkpoint = train_checkpoint(args.fresh)
+
+def measure(n_runs: int, fresh: bool) -> dict:
+    """Every variant ``n_runs`` times, round robin; the record of :func:`write_results`."""
+    checkpoint = train_checkpoint(fresh)
     cache = Path(checkpoint + ".recommend-cache")
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
     load_at_start = os.getloadavg()
@@ -195,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         ours, theirs = Path(tmp) / "ours.csv", Path(tmp) / "theirs.csv"
         # round robin, so that the load of the shared machine weighs on every variant alike
-        for _ in range(args.runs):
+        for _ in range(n_runs):
             cache.unlink(missing_ok=True)
             runs.setdefault("recommend, cold (dataset rebuilt, cache written)", []).append(
                 timed(recommend_command(checkpoint, ours), env))
@@ -221,16 +224,13 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "omp_threads": env["OMP_NUM_THREADS"],
                     "python": platform.python_version(), "load_average_start": load_at_start,
                     "load_average_end": os.getloadavg()},
-        "command": "python -m benchmarks.recommend_speed " + " ".join(argv or sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": "python -m benchmarks recommend", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    write_results(record)
-    return 0
+    return record
 
 
-def write_results(record: dict) -> None:
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    (OUT_DIR / "speed.json").write_text(json.dumps(record, indent=1) + "\n")
+def write_results(store: ResultStore) -> None:
+    record = store.records["ml-1m"]
     lines = ["# Recommendations: top-10 for every ML-1M user from a BPR checkpoint", "",
              "Wall seconds of the whole process (interpreter start, imports, loading, scoring, "
              f"CSV of {record['users'] * record['topk']:,} rows); best and median of "
@@ -265,7 +265,7 @@ def write_results(record: dict) -> None:
               f"{', '.join(f'{x:.1f}' for x in machine['load_average_end'])} "
               "(the machine is shared; figures are pessimistic).", "",
               f"Command: `{record['command']}` ({record['date']}); checkpoint: {record['checkpoint']}."]
-    (OUT_DIR / "speed.md").write_text("\n".join(lines) + "\n")
+    store.file("md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
