@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEMO_MODEL ?= RNNCCE
+DEMO_MODEL ?=
 SUITE ?=
 ARGS ?=
 
@@ -18,8 +18,7 @@ $(STAMP): pyproject.toml setup.py
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) run_recbole_ext.py --model $(DEMO_MODEL) --dataset ml-100k --epochs=3 \
-		--show_progress=False --checkpoint_dir=saved/demo
+	$(PY) -m recbole_ext.demo $(if $(DEMO_MODEL),--model $(DEMO_MODEL))
 
 test: $(STAMP)
 	$(PY) -m pytest -q

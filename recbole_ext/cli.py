@@ -21,6 +21,7 @@ RecBole's ``run_recbole.py``; values are read as Python/yaml literals (``0.01``,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import traceback
 import warnings
@@ -98,6 +99,20 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"warning: {message}", file=sys.stderr)
 
 
+@contextlib.contextmanager
+def quiet_warnings():
+    """While a command runs: known-harmless third-party warnings off, ours as one line each."""
+    with warnings.catch_warnings():
+        # RecBole 1.2.1 on current pandas/torch emits known-harmless FutureWarnings on every run
+        # (chained fillna in dataset.py, torch.cuda.amp.GradScaler)
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        # ray 2.6.3 (RecBole's pin) imports pkg_resources; nothing a user can act on
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        warnings.showwarning = _show_warning
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     args, unknown = build_parser().parse_known_args(argv)
     if args.list_models:
@@ -173,14 +188,7 @@ def run(argv: list[str] | None = None) -> int:
     stack of expected errors too)."""
     argv = sys.argv[1:] if argv is None else argv
     try:
-        with warnings.catch_warnings():
-            # RecBole 1.2.1 on current pandas/torch emits known-harmless FutureWarnings on every
-            # run (chained fillna in dataset.py, torch.cuda.amp.GradScaler); ours are one line
-            warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            # ray 2.6.3 (RecBole's pin) imports pkg_resources; nothing a user can act on
-            warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-            warnings.showwarning = _show_warning
+        with quiet_warnings():
             return main(argv)
     except KeyboardInterrupt:
         return 130

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -100,3 +101,14 @@ def test_resume_from_checkpoint_and_legacy_checkpoint_needs_trust(tiny_dataset, 
     assert refused.returncode == 2 and "--trust-legacy-checkpoint" in refused.stderr
     trusted = run_cli(*common, "--epochs=2", "--resume", str(legacy), "--trust-legacy-checkpoint")
     assert trusted.returncode == 0, trusted.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_demo_compares_and_recommends(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "recbole_ext.demo", "--epochs", "1"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "BPR, RecBole's random init" in proc.stdout and "BPR, LEPORID init (recbole-ext)" in proc.stdout
+    assert re.search(r"LEPORID initialisation: [+-]\d+% recall@10", proc.stdout)
+    ranks = re.findall(r"^\s+(\d)\. item\s+\d+", proc.stdout, re.M)
+    assert ranks == ["1", "2", "3", "4", "5"], proc.stdout[-2000:]
