@@ -37,7 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config_files", nargs="+", default=None, metavar="YAML",
                         help="config files, later ones win")
     parser.add_argument("--preset", help="paper preset under properties/paper/ (name or path)")
-    parser.add_argument("--nproc", type=int, default=1, help="processes for DDP training")
+    ddp = parser.add_argument_group("distributed training (RecBole's run_recbole.py flags)")
+    ddp.add_argument("--nproc", type=int, default=1, help="DDP processes on this machine")
+    ddp.add_argument("--world_size", type=int, default=-1,
+                     help="processes on all machines together (default: --nproc)")
+    ddp.add_argument("--ip", default="127.0.0.1", help="address of the machine with --group_offset 0")
+    ddp.add_argument("--port", type=int, default=None, help="its rendezvous port (default: a free one, one machine)")
+    ddp.add_argument("--group_offset", type=int, default=0, help="global rank of this machine's first process")
     parser.add_argument("--results", help="path of the results JSON")
     parser.add_argument("--list-models", action="store_true", help="list all models and exit")
     parser.add_argument("--list-presets", action="store_true", help="list paper presets and exit")
@@ -146,12 +152,21 @@ def main(argv: list[str] | None = None) -> int:
         tune(hyper_file=args.tune, algo=args.algo, max_evals=args.max_evals, tool=args.tool,
              output=args.tune_output, config_dict=overrides, **common)
         return 0
-    if args.nproc > 1:
+    torchrun = torchrun_ranks()
+    if torchrun:  # one process of a torchrun launch: the rendezvous is torchrun's (env://)
+        from recbole_ext.quick_start import run_ddp_process
+
+        result = run_ddp_process(config_dict={**overrides, **torchrun}, results_path=args.results,
+                                 resume_file=args.resume, **common)
+        if torchrun["local_rank"] + torchrun["offset"] != 0:
+            return 0  # rank 0 reports
+    elif args.nproc > 1 or args.world_size > 1:
         from recbole_ext.quick_start import run_recbole_ext_distributed
 
-        result = run_recbole_ext_distributed(args.nproc, config_dict=overrides,
-                                             results_path=args.results, resume_file=args.resume,
-                                             **common)
+        result = run_recbole_ext_distributed(
+            args.nproc, config_dict=overrides, results_path=args.results, resume_file=args.resume,
+            world_size=args.world_size if args.world_size > 0 else None, ip=args.ip, port=args.port,
+            group_offset=args.group_offset, **common)
     else:
         from recbole_ext.quick_start import run_recbole_ext
 
@@ -159,6 +174,19 @@ def main(argv: list[str] | None = None) -> int:
                                  resume_file=args.resume, **common)
     print_result_table(result)
     return 0
+
+
+def torchrun_ranks() -> dict | None:
+    """This process's DDP keys when torchrun started it (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``,
+    ``LOCAL_WORLD_SIZE`` in the environment), else None."""
+    import os
+
+    if "LOCAL_RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return None
+    local_rank, rank = int(os.environ["LOCAL_RANK"]), int(os.environ["RANK"])
+    return {"local_rank": local_rank, "offset": rank - local_rank, "world_size": int(os.environ["WORLD_SIZE"]),
+            "nproc": int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"])), "init_method": "env://",
+            "ip": os.environ.get("MASTER_ADDR", "127.0.0.1"), "port": int(os.environ.get("MASTER_PORT", "0"))}
 
 
 def print_result_table(result: dict) -> None:

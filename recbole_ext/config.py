@@ -59,11 +59,11 @@ PROPERTIES_DIR = _properties_dir()
 # Keys that are set by recbole-ext's runners or RecBole's internals, not by yaml files.
 _RUNTIME_KEYS = {
     "model", "dataset", "preset", "local_rank", "world_size", "nproc", "offset", "ip",
-    "port", "results_path", "trust_legacy_checkpoint", "single_spec", "device",
+    "port", "init_method", "results_path", "trust_legacy_checkpoint", "single_spec", "device",
     "valid_metric_bigger", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type",
     "encoding",  # read by RecBole's Dataset._load_feat, yet in none of its property files
 }
-_DDP_KEYS = ("local_rank", "world_size", "nproc", "offset", "ip", "port")
+_DDP_KEYS = ("local_rank", "world_size", "nproc", "offset", "ip", "port", "init_method")
 
 
 class ConfigError(ValueError):
@@ -259,26 +259,35 @@ class Config(RecBoleConfig):
         return {}
 
     def _init_device(self):
-        import torch
+        """RecBole's single-process set-up; for DDP our own, because RecBole's hard-codes nccl, a
+        TCP rendezvous and one GPU per local rank (``cuda:<local_rank>``).
 
-        cfg = self.final_config_dict
-        use_cuda = bool(cfg.get("use_gpu")) and torch.cuda.is_available()
-        if "local_rank" not in cfg or use_cuda:
-            super()._init_device()
-            return
-        # DDP without CUDA: RecBole hard-codes nccl and a CUDA device; use gloo on CPU.
+        DDP here: gloo on CPU, nccl when every local process has a GPU of its own, gloo when
+        processes share a GPU (nccl refuses two ranks on one device); the rendezvous is
+        ``init_method`` (``env://`` under torchrun) or ``tcp://<ip>:<port>``; the global rank is
+        ``local_rank + offset`` (RecBole's ``--group_offset``), so processes on several machines
+        form one group.
+        """
+        import torch
         import torch.distributed as dist
 
+        cfg = self.final_config_dict
+        if "local_rank" not in cfg:
+            super()._init_device()
+            return
+        n_gpus = torch.cuda.device_count() if cfg.get("use_gpu") and torch.cuda.is_available() else 0
+        if n_gpus:
+            device = torch.device("cuda", cfg["local_rank"] % n_gpus)
+            torch.cuda.set_device(device)
+        else:
+            device = torch.device("cpu")
+        backend = "nccl" if n_gpus and n_gpus >= cfg["nproc"] else "gloo"
         if not dist.is_initialized():
-            dist.init_process_group(
-                backend="gloo",
-                rank=cfg["local_rank"] + cfg.get("offset", 0),
-                world_size=cfg["world_size"],
-                init_method=f"tcp://{cfg['ip']}:{cfg['port']}",
-            )
-        cfg["device"] = torch.device("cpu")
+            dist.init_process_group(backend=backend, rank=global_rank(cfg), world_size=cfg["world_size"],
+                                    init_method=cfg.get("init_method") or f"tcp://{cfg['ip']}:{cfg['port']}")
+        cfg["device"] = device
         cfg["single_spec"] = False
-        if cfg["local_rank"] != 0:
+        if global_rank(cfg) != 0:
             cfg["state"] = "error"
             cfg["show_progress"] = False
             cfg["verbose"] = False
@@ -286,6 +295,11 @@ class Config(RecBoleConfig):
     def external_config(self) -> dict:
         """The merged yaml layers and overrides, enough to rebuild this Config elsewhere."""
         return {k: v for k, v in self.external_config_dict.items() if k not in _DDP_KEYS}
+
+
+def global_rank(config) -> int:
+    """This process's rank in the whole DDP group (0 outside DDP): ``local_rank + offset``."""
+    return (config["local_rank"] or 0) + (config["offset"] or 0)
 
 
 def _first(layers: list[dict], key: str) -> Any:

@@ -23,7 +23,7 @@ import torch
 from recbole.utils import init_logger, init_seed
 
 from recbole_ext.checkpoint import config_from_checkpoint, load_checkpoint, load_model_state
-from recbole_ext.config import Config
+from recbole_ext.config import Config, global_rank
 from recbole_ext.data import create_dataset, data_preparation
 from recbole_ext.model.repairs import complete_recbole_model
 from recbole_ext.registry import get_model, get_trainer
@@ -141,7 +141,7 @@ def prepare_run(model: str | None = None, dataset: str | None = None,
         dataset_obj, train_data, valid_data, test_data = data
         data_seconds = time.perf_counter() - start
 
-        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+        init_seed(config["seed"] + global_rank(config), config["reproducibility"])
         model_obj = build_model(config, train_data._dataset)
         init_report = None
         if checkpoint is None:
@@ -262,7 +262,7 @@ def run_recbole_ext(model: str | None = None, dataset: str | None = None,
                "test_seconds": test_seconds, "total_seconds": time.perf_counter() - start}
     result = RunResult.collect(run, best_valid_score, best_valid_result, test_result, seconds, saved)
 
-    if config["local_rank"] == 0:
+    if global_rank(config) == 0:
         logger = getLogger()
         result.results_file = write_results(result.to_dict(), results_path or _default_results_path(config, trainer))
         logger.info(f"best valid : {best_valid_result}")
@@ -321,34 +321,59 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _ddp_worker(rank: int, kwargs: dict, queue: Any) -> None:
+def run_ddp_process(**kwargs) -> dict:
+    """:func:`run_recbole_ext` as one process of a DDP group, then the group torn down."""
     import torch.distributed as dist
 
-    kwargs = dict(kwargs)
-    kwargs["config_dict"] = dict(kwargs["config_dict"], local_rank=rank)
     try:
-        run_recbole_ext(**kwargs, queue=queue)
+        result = run_recbole_ext(**kwargs)
         dist.barrier()  # a rank that tears gloo down while another still uses it aborts the other
+        return result
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _ddp_worker(rank: int, kwargs: dict, queue: Any) -> None:
+    kwargs = dict(kwargs)
+    kwargs["config_dict"] = dict(kwargs["config_dict"], local_rank=rank)
+    run_ddp_process(**kwargs, queue=queue)
 
 
 def run_recbole_ext_distributed(nproc: int, model: str | None = None, dataset: str | None = None,
                                 config_file_list: list[str] | None = None,
                                 config_dict: dict | None = None, saved: bool = True,
                                 preset: str | None = None, results_path: str | None = None,
-                                resume_file: str | None = None) -> dict:
-    """Run with RecBole's DDP path on ``nproc`` local processes (gloo on CPU, nccl on GPUs).
+                                resume_file: str | None = None, world_size: int | None = None,
+                                ip: str | None = None, port: int | None = None,
+                                group_offset: int = 0) -> dict:
+    """Run ``nproc`` DDP processes on this machine, ranks ``group_offset .. group_offset + nproc - 1``
+    of a group of ``world_size`` (default ``nproc``), as RecBole's ``run_recbole.py`` flags do.
 
-    The caller's ``__main__`` must be import-safe (``if __name__ == "__main__":``):
-    workers are started with the ``spawn`` method.
+    Several machines: start the same command on each with the same ``world_size``, ``ip`` and
+    ``port`` (the address of the machine with ``group_offset`` 0) and consecutive offsets. Only
+    global rank 0 writes the checkpoint and the results file; ``checkpoint_dir`` must be a folder
+    every machine sees, because every rank loads the best checkpoint for the test.
+
+    The caller's ``__main__`` must be import-safe (``if __name__ == "__main__":``): workers
+    are started with the ``spawn`` method.
+
+    Returns:
+        The result of this machine's first process (with ``results_file`` on global rank 0).
     """
     import torch.multiprocessing as mp
 
+    world_size = world_size or nproc
+    if world_size < nproc + group_offset:
+        raise ValueError(f"--world_size {world_size} is smaller than --group_offset {group_offset} "
+                         f"+ --nproc {nproc}: the ranks of this machine would not fit in the group")
+    if world_size > nproc and port is None:
+        raise ValueError(f"--world_size {world_size} spans several machines: give every machine the same "
+                         "--ip (the machine with --group_offset 0) and --port")
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
-    ddp = {"nproc": nproc, "world_size": nproc, "offset": 0, "ip": "127.0.0.1", "port": _free_port()}
+    ddp = {"nproc": nproc, "world_size": world_size, "offset": group_offset, "ip": ip or "127.0.0.1",
+           "port": port or _free_port()}
     kwargs = {"model": model, "dataset": dataset, "config_file_list": config_file_list,
               "config_dict": dict(config_dict or {}, **ddp), "saved": saved, "preset": preset,
               "results_path": results_path, "resume_file": resume_file}

@@ -9,9 +9,11 @@ own trainers get the fixes without being patched:
 2. **Unique checkpoint names.** RecBole names checkpoints ``<Model>-<second>.pth``, so runs
    started in the same second overwrite each other; ours add dataset, pid and a random
    token (:attr:`ExtTrainerMixin.run_token`, shared with the run's results file).
-3. **DDP on CPU.** RecBole builds ``DistributedDataParallel(device_ids=[rank])``, which
-   only works on GPUs, and lets only rank 0 name the checkpoint file. The mixin wraps CPU
-   models without ``device_ids`` and broadcasts rank 0's file name. (The gloo process
+3. **DDP beyond one GPU per local rank.** RecBole builds
+   ``DistributedDataParallel(device_ids=[local_rank])``, which only works with one GPU per
+   local process, and lets only rank 0 name the checkpoint file. The mixin wraps the model on
+   the device the Config chose (CPU: no ``device_ids``; several processes may share a GPU),
+   broadcasts rank 0's file name, and lets only global rank 0 write checkpoints. (The process
    group itself is set up in :meth:`recbole_ext.config.Config._init_device`.)
 """
 
@@ -22,8 +24,8 @@ import time
 import uuid
 from functools import lru_cache
 
-import torch
 from recbole.trainer import Trainer
+from torch.nn.parallel import DistributedDataParallel
 from recbole.utils import get_local_time
 
 from recbole_ext.checkpoint import (
@@ -33,6 +35,7 @@ from recbole_ext.checkpoint import (
     save_checkpoint,
     trainer_checkpoint,
 )
+from recbole_ext.config import global_rank
 from recbole_ext.utils import to_plain
 
 
@@ -53,16 +56,21 @@ class ExtTrainerMixin:
     """
 
     def __init__(self, config, model):
-        cpu_ddp = not config["single_spec"] and config["device"].type == "cpu"
-        if cpu_ddp:
+        if config["single_spec"]:
+            super().__init__(config, model)
+        else:
             config["single_spec"] = True
             try:
                 super().__init__(config, model)
             finally:
                 config["single_spec"] = False
-            self.distributed_model = torch.nn.parallel.DistributedDataParallel(self.model)
-        else:
-            super().__init__(config, model)
+            device = config["device"]
+            # integer buffers are lookup tables every rank builds alike from the data and the
+            # seed (KNI's neighbour table); DDP would broadcast them, which gloo refuses for int16
+            tables = [name for name, buffer in self.model.named_buffers() if not buffer.is_floating_point()]
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, tables)
+            self.distributed_model = DistributedDataParallel(
+                self.model, device_ids=[device] if device.type == "cuda" else None)
         self.epoch_seconds: list[float] = []
         self.valid_seconds: list[float] = []
         self.valid_history: list[tuple[int, dict]] = []
@@ -98,7 +106,7 @@ class ExtTrainerMixin:
         return result
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+        if not self.config["single_spec"] and global_rank(self.config) != 0:
             return
         path = save_checkpoint(trainer_checkpoint(self, epoch),
                                kwargs.pop("saved_model_file", self.saved_model_file))
