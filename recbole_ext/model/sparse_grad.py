@@ -55,6 +55,11 @@ class BufferedGradEmbedding(nn.Embedding):
         self._grad_rows: list[torch.Tensor] = []  # rows written since the buffer was last cleared
         self._known_version = -1  # the buffer's version after this module last wrote it
 
+    def _apply(self, fn, recurse=True):
+        # the buffer is a plain tensor on the old device; the next backward allocates a new one
+        self._grad_buffer, self._grad_rows, self._known_version = None, [], -1
+        return super()._apply(fn, recurse)
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         if not torch.is_grad_enabled() or not self.weight.requires_grad:
             return F.embedding(ids, self.weight, self.padding_idx)

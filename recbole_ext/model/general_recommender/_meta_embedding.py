@@ -186,13 +186,14 @@ def fine_assignment_from_partition(coarse_index: torch.Tensor, coarse_weight: to
     """
     beta = (1.0 - fine_weight) / (n_fine - 1) if n_fine > 1 else 0.0
     alpha = fine_weight - beta
-    part = torch.as_tensor(partition, dtype=torch.long)
+    device = coarse_index.device
+    part = torch.as_tensor(partition, dtype=torch.long, device=device)
     anchor = coarse_index.reshape(-1)
     fine = part.repeat_interleave(coarse_index.shape[1])
     flat = anchor * n_fine + fine
-    s1t_p = torch.zeros(n_anchors * n_fine, dtype=coarse_weight.dtype)
+    s1t_p = torch.zeros(n_anchors * n_fine, dtype=coarse_weight.dtype, device=device)
     s1t_p.index_add_(0, flat, coarse_weight.reshape(-1))
-    column_mass = torch.zeros(n_anchors, dtype=coarse_weight.dtype)
+    column_mass = torch.zeros(n_anchors, dtype=coarse_weight.dtype, device=device)
     column_mass.index_add_(0, anchor, coarse_weight.reshape(-1))
     scores = alpha * s1t_p.view(n_anchors, n_fine) + beta * column_mass.view(-1, 1)
     return softmax_topk(scores, ft)

@@ -291,7 +291,7 @@ class C2F(LEGCF):
         else:
             partition = rng.integers(0, self.n_fine_anchors, size=self.n_entities)
         index, weight = fine_assignment_from_partition(
-            self.assign_index.cpu(), self.assign_weight.cpu(), partition, self.n_anchors,
+            self.assign_index, self.assign_weight, partition, self.n_anchors,
             self.n_fine_anchors, self.fine_anchor_weight, self.n_fine_compositions)
         with torch.no_grad():
             self.fine_codebook.copy_(torch.from_numpy(codebook))

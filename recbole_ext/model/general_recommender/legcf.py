@@ -175,8 +175,13 @@ class LEGCF(GeneralRecommender):
         # A hook on a leaf sees the summed gradient of the batch, so this is clip-by-value.
         return grad.clamp(-self.clip_grad_value, self.clip_grad_value)
 
+    def _apply(self, fn, recurse=True):
+        # the cached graph and rows are plain tensors on the old device: drop them on .to()/.cuda()
+        self.after_state_change()
+        return super()._apply(fn, recurse)
+
     def after_state_change(self) -> None:
-        """Drop the cached graph and evaluation rows (after a new S or loaded weights)."""
+        """Drop the cached graph and evaluation rows (after a new S, loaded weights or a move)."""
         self._graph = None
         self._assignment = None
         self._eval_cache = None
