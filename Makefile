@@ -7,7 +7,9 @@ DEMO_MODEL ?=
 SUITE ?=
 ARGS ?=
 
-.PHONY: setup demo test test-fast bench clean
+TORCH_CUDA_INDEX ?= https://download.pytorch.org/whl/cu128
+
+.PHONY: setup demo test test-fast bench gpu-check clean
 
 $(STAMP): pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +31,15 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	@test -n "$(SUITE)" || (echo "usage: make bench SUITE=<suite> [ARGS=--quick]"; exit 2)
 	$(PY) -m benchmarks $(SUITE) $(ARGS)
+
+# On a CUDA machine: the CUDA build of the pinned torch (make's set-up installs the CPU build where
+# the index offers it), then the GPU check; without a GPU it runs what it can on the CPU and says so.
+gpu-check: $(STAMP)
+	@if command -v nvidia-smi >/dev/null 2>&1 && ! $(PY) -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then \
+		echo "installing the CUDA build of torch==2.13.0 from $(TORCH_CUDA_INDEX)"; \
+		$(PY) -m pip install --quiet --disable-pip-version-check --force-reinstall torch==2.13.0 --index-url $(TORCH_CUDA_INDEX); \
+	fi
+	$(PY) -m benchmarks gpu $(ARGS)
 
 clean:
 	rm -rf saved log log_tensorboard .pytest_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -90,7 +91,7 @@ def base_config(tmp_path: Path, data_path: str, **overrides) -> dict:
         "checkpoint_dir": str(tmp_path / "saved"),
         "state": "ERROR",
         "show_progress": False,
-        "use_gpu": False,
+        "use_gpu": os.environ.get("RECBOLE_EXT_TEST_GPU") == "1",  # the GPU check runs the tests on cuda
         "seed": 2020,
         "reproducibility": True,
     }

@@ -99,3 +99,23 @@ def test_every_committed_result_file_belongs_to_a_suite_part():
         if name.endswith(".json"):
             payload = json.loads((REPO_ROOT / name).read_text())
             assert (payload["suite"], payload["part"]) == (parts[2], parts[3][:-5]), name
+
+
+@pytest.mark.slow
+def test_gpu_check_quick_runs_what_it_can_without_a_gpu(tmp_path):
+    import torch
+
+    env = {**os.environ, "RECBOLE_EXT_BENCH_RESULTS": str(tmp_path / "results"),
+           "RECBOLE_EXT_DATASET_DIR": str(tmp_path / "data"), "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "gpu", "--quick"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    records = json.loads((tmp_path / "results" / "quick" / "gpu" / "check.json").read_text())["records"]
+    from benchmarks.suites.gpu import PAIRS
+
+    assert set(records) == {"environment", "contract", "smoke", "ddp", *(f"timing/{label}" for label in PAIRS)}
+    assert all(rec["status"] in ("ok", "skipped") for rec in records.values()), records
+    table = (tmp_path / "results" / "quick" / "gpu" / "check.md").read_text()
+    if not torch.cuda.is_available():
+        assert table.startswith("# GPU check (no GPU: CPU only)") and records["contract"]["status"] == "skipped"
+        assert records["ddp"]["world_size"] == 2

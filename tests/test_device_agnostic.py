@@ -19,7 +19,6 @@ import torch
 from recbole.utils import KGDataLoaderState
 from torch.overrides import TorchFunctionMode
 
-from contract_settings import MODEL_OVERRIDES
 from recbole_ext import prepare_run
 from recbole_ext.registry import PLUGIN_MODELS
 from test_model_contract import contract_config

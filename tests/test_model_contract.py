@@ -17,6 +17,7 @@ from recbole.utils import ModelType
 
 from contract_settings import MODEL_OVERRIDES
 from recbole_ext import prepare_run
+from recbole_ext.checkpoint import config_from_checkpoint, load_checkpoint
 from recbole_ext import get_model, load_data_and_model, run_recbole_ext
 from recbole_ext.registry import PLUGIN_MODELS
 
@@ -85,6 +86,15 @@ def test_checkpoint_round_trip_and_resume(name, make_config):
 
     _, reloaded, _, _, _, reloaded_test = load_data_and_model(checkpoint)
     torch.testing.assert_close(first_eval_predictions(reloaded, reloaded_test), expected)
+    if model.device.type != "cpu":  # written on a GPU (make gpu-check): the CPU reads it alike
+        ckpt = load_checkpoint(checkpoint, "cpu")
+        on_cpu = prepare_run(config=config_from_checkpoint(ckpt, {"use_gpu": False}), checkpoint=ckpt,
+                             with_trainer=False)
+        assert on_cpu.model.device.type == "cpu"
+        # KNI samples neighbours: other random streams on the two devices, so an average, not a copy
+        tolerance = {"rtol": 0.05, "atol": 0.02} if name in ("KNI", "NI") else {"rtol": 1e-4, "atol": 1e-5}
+        torch.testing.assert_close(first_eval_predictions(on_cpu.model, on_cpu.test_data), expected.cpu(),
+                                   **tolerance)
 
     config_dict["epochs"] = 2
     config, model, resumed, (train_data, valid_data, _) = train_pipeline(config_dict)
