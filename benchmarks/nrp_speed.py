@@ -73,17 +73,14 @@ def _worker(spec: dict) -> dict:
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     out = {"threads": torch.get_num_threads(), "batches_per_epoch": len(train),
            "recbole_ext": str(Path(sys.modules["recbole_ext"].__file__).parent)}
-    if spec["mode"] == "steps":
-        trainer._train_epoch(itertools.islice(train, spec["warmup"]), 0)
-        start = time.perf_counter()
-        trainer._train_epoch(itertools.islice(train, spec["steps"]), 1)
-        out["seconds"] = time.perf_counter() - start
-        out["steps"] = spec["steps"]
-    elif spec["mode"] == "epoch":
-        start = time.perf_counter()
-        trainer._train_epoch(train, 0)
-        out["seconds"] = time.perf_counter() - start
-        out["steps"] = len(train)
+    if spec["mode"] in ("steps", "epoch"):
+        if spec["mode"] == "steps":
+            trainer._train_epoch(itertools.islice(train, spec["warmup"]), 0)
+        batches = itertools.islice(train, spec["steps"]) if spec["mode"] == "steps" else train
+        start, cpu_start = time.perf_counter(), time.process_time()
+        trainer._train_epoch(batches, 1)
+        out["seconds"], out["cpu_seconds"] = time.perf_counter() - start, time.process_time() - cpu_start
+        out["steps"] = spec["steps"] if spec["mode"] == "steps" else len(train)
     else:  # "fit": train a few epochs, validating after each
         trainer.fit(train, valid, saved=False, verbose=False)
         out["valid"] = [[epoch, result.get("rmse")] for epoch, result in trainer.valid_history]
@@ -134,31 +131,33 @@ def _ensure_data(quick: bool) -> Path:
 
 
 def _interleaved(trees: dict[str, Path], spec: dict, pairs: int, log: list) -> dict:
-    """``pairs`` old/new pairs of one measurement in ABBA order; per-step seconds per run."""
+    """``pairs`` old/new pairs of one measurement in ABBA order: the worker results per side."""
     runs: dict[str, list] = {"old": [], "new": []}
     for index in range(pairs):
         order = ("old", "new") if index % 2 == 0 else ("new", "old")
         for side in order:
             result = _run_worker(trees[side], spec)
             runs[side].append(result)
-            line = (f"{spec['model']:>9} {spec['dataset']:>8} {side}: {result['seconds']:8.2f} s for "
-                    f"{result['steps']} steps ({result['seconds'] / result['steps'] * 1000:.1f} ms/step)")
+            line = (f"{spec['model']:>9} {spec['dataset']:>8} {side}: {result['steps']} steps, "
+                    f"{result['cpu_seconds'] / result['steps'] * 1000:.1f} CPU ms/step, "
+                    f"{result['seconds'] / result['steps'] * 1000:.1f} wall ms/step")
             print(line, flush=True)
             log.append(line)
     return runs
 
 
 def _summary(runs: dict) -> dict:
-    per_step = {side: [r["seconds"] / r["steps"] for r in rs] for side, rs in runs.items()}
+    """Per-step times (CPU and wall, ms) of every run, per-pair ratios old/new and medians."""
     batches = next(r["batches_per_epoch"] for rs in runs.values() for r in rs)
-    out = {"batches_per_epoch": batches, "runs": runs,
-           "ratios": [o / n for o, n in zip(per_step["old"], per_step["new"])] if per_step.get("old") else []}
-    for side, values in per_step.items():
-        if values:
-            out[f"{side}_ms_per_step"] = [v * 1000 for v in values]
-            out[f"{side}_epoch_seconds_median"] = statistics.median(values) * batches
-    if out["ratios"]:
-        out["ratio_median"] = statistics.median(out["ratios"])
+    out = {"batches_per_epoch": batches, "runs": runs}
+    for clock, key in (("cpu", "cpu_seconds"), ("wall", "seconds")):
+        per_step = {side: [r[key] / r["steps"] for r in rs] for side, rs in runs.items() if rs}
+        for side, values in per_step.items():
+            out[f"{side}_{clock}_ms_per_step"] = [v * 1000 for v in values]
+            out[f"{side}_{clock}_epoch_seconds"] = statistics.median(values) * batches
+        if "old" in per_step:
+            out[f"{clock}_ratios"] = [o / n for o, n in zip(per_step["old"], per_step["new"])]
+            out[f"{clock}_ratio_median"] = statistics.median(out[f"{clock}_ratios"])
     return out
 
 
@@ -166,40 +165,43 @@ def _minutes(seconds: float | None) -> str:
     return "" if seconds is None else f"{seconds / 60:.1f} min"
 
 
+def _list(values, fmt: str) -> str:
+    return ", ".join(fmt.format(v) for v in values or [])
+
+
 def write_tables(store: dict, command: str) -> Path:
+    """``speed.json`` (every run) and ``speed.md`` (the tables) under ``benchmarks/results/nrp``."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "speed.json").write_text(json.dumps(store, indent=1, sort_keys=True) + "\n")
     lines = ["# NRP family: training speed, new code vs baseline", "",
-             f"Command: `{command}`", f"Baseline: `{store['baseline']}`; new: `{store['new']}`. "
-             "One thread (`OMP_NUM_THREADS=1`), each run a fresh process; old and new alternate (ABBA).", ""]
-    measured = store["measurements"]
-    lines += ["| model | data | measured | old ms/step | new ms/step | old epoch | new epoch | speed-up per pair | median |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for key, entry in measured.items():
-        if "ratios" not in entry:
-            continue
-        model, dataset, how = entry["model"], entry["dataset"], entry["how"]
-        old = entry.get("old_ms_per_step", [])
-        new = entry.get("new_ms_per_step", [])
+             f"Command: `{command}`", "",
+             f"Baseline `{store['baseline']}`, new `{store['new']}`, started {store['started']}. One thread "
+             "(`OMP_NUM_THREADS=1`), every run a fresh process, old and new alternating (ABBA). "
+             "CPU time is the process's own (`time.process_time`); wall time also counts the waits "
+             "of a shared, oversubscribed machine.", "",
+             "| model | data | timed | old CPU ms/step | new CPU ms/step | old epoch (CPU) | new epoch (CPU) "
+             "| speed-up per pair (CPU) | median (CPU) | median (wall) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for entry in store["measurements"].values():
         lines.append(
-            f"| {model} | {dataset} | {how} | {', '.join(f'{v:.0f}' for v in old)} | "
-            f"{', '.join(f'{v:.0f}' for v in new)} | {_minutes(entry.get('old_epoch_seconds_median'))} | "
-            f"{_minutes(entry.get('new_epoch_seconds_median'))} | {', '.join(f'{r:.2f}x' for r in entry['ratios'])} | "
-            f"{entry['ratio_median']:.2f}x |" if entry["ratios"] else
-            f"| {model} | {dataset} | {how} | | {', '.join(f'{v:.0f}' for v in new)} | | "
-            f"{_minutes(entry.get('new_epoch_seconds_median'))} | | |")
+            f"| {entry['model']} | {entry['dataset']} | {entry['how']} "
+            f"| {_list(entry.get('old_cpu_ms_per_step'), '{:.0f}')} | {_list(entry.get('new_cpu_ms_per_step'), '{:.0f}')} "
+            f"| {_minutes(entry.get('old_cpu_epoch_seconds'))} | {_minutes(entry.get('new_cpu_epoch_seconds'))} "
+            f"| {_list(entry.get('cpu_ratios'), '{:.2f}x')} "
+            f"| {'' if 'cpu_ratio_median' not in entry else format(entry['cpu_ratio_median'], '.2f') + 'x'} "
+            f"| {'' if 'wall_ratio_median' not in entry else format(entry['wall_ratio_median'], '.2f') + 'x'} |")
     if "full_epoch" in store:
         full = store["full_epoch"]
         lines += ["", f"Whole ML-1M training epoch of NRP-direct, new code, timed directly: "
-                      f"{full['seconds']:.0f} s ({full['steps']} batches, {full['seconds'] / full['steps'] * 1000:.1f} ms/step)."]
+                      f"{full['cpu_seconds']:.0f} CPU s, {full['seconds']:.0f} wall s ({full['steps']} batches)."]
     if "check" in store:
-        lines += ["", "NRP-direct on ML-1M (`nrp-ml-1m`, seed 2020): validation RMSE after each epoch.", "",
-                  "| epoch | old | new | difference |", "|---|---|---|---|"]
+        lines += ["", "NRP-direct on ML-1M (`nrp-ml-1m`, seed 2020), validation RMSE after each epoch:", "",
+                  "| epoch | old | new | new - old |", "|---|---|---|---|"]
         old, new = store["check"]["old"]["valid"], store["check"]["new"]["valid"]
         for (epoch, a), (_, b) in zip(old, new):
-            lines.append(f"| {epoch} | {a:.6f} | {b:.6f} | {b - a:+.2e} |")
-    lines += ["", "Epoch times marked 'N steps, scaled' are the median per-step time of N timed steps "
-                  "(after warm-up steps) times the epoch's number of batches; 'epoch' rows time whole epochs."]
+            lines.append(f"| {epoch} | {a:.6f} | {b:.6f} | {b - a:+.1e} |")
+    lines += ["", "Rows timed over N steps give the median per-step time of N steps (after warm-up "
+                  "steps) times the epoch's number of batches; 'epoch' rows time whole training epochs."]
     path = RESULTS / "speed.md"
     path.write_text("\n".join(lines) + "\n")
     print(f"wrote {path.relative_to(REPO_ROOT)}", flush=True)
@@ -257,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.full_epoch:
             spec = {**base, "model": "NRP", "dataset": "ml-1m", "preset": "nrp-ml-1m", "mode": "epoch"}
             store["full_epoch"] = _run_worker(trees["new"], spec)
-            print(f"NRP ml-1m whole epoch (new): {store['full_epoch']['seconds']:.1f} s", flush=True)
+            print(f"NRP ml-1m whole epoch (new): {store['full_epoch']['cpu_seconds']:.1f} CPU s", flush=True)
             write_tables(store, command)
         if args.check_epochs:
             spec = {**base, "model": "NRP", "dataset": "ml-1m", "preset": "nrp-ml-1m", "mode": "fit",

@@ -21,6 +21,66 @@ from recbole_ext.evaluator.rating_metrics import RatingCollector
 from recbole_ext.utils import check_param, unit_interval_float
 
 
+class RMSprop(torch.optim.RMSprop):
+    """``torch.optim.RMSprop`` whose plain update (no momentum, not centered) makes fewer memory passes.
+
+    The same element-wise operations in the same order as PyTorch's single-tensor RMSprop,
+
+    .. math::
+        g \leftarrow g + \lambda w,\quad v \leftarrow \alpha v + (1-\alpha) g^2,\quad
+        w \leftarrow w - \eta\, g / (\sqrt{v} + \epsilon),
+
+    but over slices of ``CHUNK`` elements that reuse two scratch buffers: PyTorch allocates a
+    parameter-sized ``sqrt(v)`` (and, with weight decay, ``g + λw``) for every parameter at
+    every step and streams each one through memory several times, which on one CPU thread
+    costs about as much as the step itself for the NRP-family autoencoders' tens of millions
+    of weights. Slices start at multiples of ``CHUNK``, so every element takes the same
+    vectorised code path as in one whole-tensor call, and the results are the same floats.
+    State (``step``, ``square_avg``) and ``state_dict`` are PyTorch's; other options
+    (momentum, centered, maximize, foreach, capturable, differentiable, complex
+    parameters) fall back to PyTorch's step.
+    """
+
+    CHUNK = 1 << 18
+
+    def _plain(self) -> bool:
+        return not any(group["momentum"] or group["centered"] or group["maximize"] or group["foreach"]
+                       or group["capturable"] or group["differentiable"] for group in self.param_groups)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if not self._plain():
+            return super().step(closure)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        scratch: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        for group in self.param_groups:
+            params, grads, square_avgs, steps = [], [], [], []
+            if self._init_group(group, params, grads, square_avgs, [], [], steps):
+                raise RuntimeError("recbole_ext RMSprop: complex parameters are not supported")
+            lr, alpha, eps, decay = group["lr"], group["alpha"], group["eps"], group["weight_decay"]
+            for param, grad, square_avg, step in zip(params, grads, square_avgs, steps):
+                step += 1
+                key = (param.dtype, param.device)
+                if key not in scratch:
+                    scratch[key] = (torch.empty(self.CHUNK, dtype=param.dtype, device=param.device),
+                                    torch.empty(self.CHUNK, dtype=param.dtype, device=param.device))
+                decayed, avg = scratch[key]
+                flat_param, flat_grad, flat_avg = param.view(-1), grad.reshape(-1), square_avg.view(-1)
+                for start in range(0, flat_param.numel(), self.CHUNK):
+                    w = flat_param[start:start + self.CHUNK]
+                    g = flat_grad[start:start + self.CHUNK]
+                    v = flat_avg[start:start + self.CHUNK]
+                    if decay != 0:
+                        g = torch.add(g, w, alpha=decay, out=decayed[:len(w)])
+                    v.mul_(alpha).addcmul_(g, g, value=1 - alpha)
+                    root = torch.sqrt(v, out=avg[:len(w)]).add_(eps)
+                    w.addcdiv_(g, root, value=-lr)
+        return loss
+
+
 class WeightAverage:
     """Exponential moving average of a model's trainable weights (Polyak averaging).
 
@@ -124,15 +184,15 @@ class RatingTrainer(Trainer):
 
     def _build_optimizer(self, **kwargs):
         learner = kwargs.get("learner", self.learner)
-        rho, eps = self.config["rmsprop_rho"], self.config["rmsprop_eps"]
-        if str(learner).lower() != "rmsprop" or (rho is None and eps is None):
+        if str(learner).lower() != "rmsprop":
             return super()._build_optimizer(**kwargs)
+        rho, eps = self.config["rmsprop_rho"], self.config["rmsprop_eps"]
         defaults = torch.optim.RMSprop([torch.zeros(1)]).defaults
-        return torch.optim.RMSprop(kwargs.get("params", self.model.parameters()),
-                                   lr=kwargs.get("learning_rate", self.learning_rate),
-                                   alpha=defaults["alpha"] if rho is None else rho,
-                                   eps=defaults["eps"] if eps is None else eps,
-                                   weight_decay=kwargs.get("weight_decay", self.weight_decay))
+        return RMSprop(kwargs.get("params", self.model.parameters()),
+                       lr=kwargs.get("learning_rate", self.learning_rate),
+                       alpha=defaults["alpha"] if rho is None else rho,
+                       eps=defaults["eps"] if eps is None else eps,
+                       weight_decay=kwargs.get("weight_decay", self.weight_decay))
 
 
 class AlternatingTrainer(RatingTrainer):

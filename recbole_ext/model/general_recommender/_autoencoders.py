@@ -119,9 +119,10 @@ class AutoencoderTower(nn.Module):
         noise_ratio: masking-noise probability during training.
         side_weight: weight of the side-information reconstruction terms.
         fast: compute the rating reconstruction at the stored entries only
-            (:func:`observed_mse` with ``sampled``) and, where no masking noise is drawn,
-            encode each distinct id and side-information value once; False is the reference
-            computation (same numbers up to float rounding).
+            (:func:`observed_mse` with ``sampled``), build the rating layers' weight
+            gradients column by column (:class:`FirstLayer`) and, where no masking noise is
+            drawn, encode each distinct id and side-information value once; False is the
+            reference computation (same numbers up to float rounding).
     """
 
     def __init__(self, rows: SparseRatingRows, side: SideInformation | None, layers: Sequence[int],
@@ -136,7 +137,7 @@ class AutoencoderTower(nn.Module):
             enc = list(layers)
             dec = list(reversed(layers[:-1]))
             # the first layer reads the sparse rating vector (FirstLayer), the others are dense
-            self.encoder = nn.ModuleList([FirstLayer(None, rows.n_cols, enc[0])]
+            self.encoder = nn.ModuleList([FirstLayer(None, rows.n_cols, enc[0], fast=fast)]
                                          + [nn.Linear(a, b) for a, b in zip(enc[:-1], enc[1:])])
             self.decoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(enc[-1:] + dec[:-1], dec))
             # side information enters every hidden layer (V_l x~ in Dong et al.)
@@ -149,7 +150,7 @@ class AutoencoderTower(nn.Module):
         else:
             hidden = list(layers[:-1])
             self.source_encoders = nn.ModuleList(
-                [SourceEncoder(None, rows.n_cols, hidden, activation)]
+                [SourceEncoder(None, rows.n_cols, hidden, activation, fast)]
                 + [SourceEncoder(ftype, width, hidden, activation, fast) for _, ftype, width in spec])
             self.fuse = nn.Linear(hidden[-1] * len(self.source_encoders), layers[-1])
             widths = [rows.n_cols] + [width for _, _, width in spec]
@@ -198,7 +199,8 @@ class AutoencoderTower(nn.Module):
             side_hat = [out(hidden) for out in self.side_out]
         else:
             parts = [self.source_encoders[0](ratings, keep)]
-            parts += [enc(v, k) for enc, v, k in zip(self.source_encoders[1:], side_values, side_keep)]
+            codes = [self.side.codes(f, ids) for f, _, _ in self.side.spec] if self.side else []
+            parts += [enc(v, k, c) for enc, v, k, c in zip(self.source_encoders[1:], side_values, side_keep, codes)]
             code = self.act(self.fuse(torch.cat(parts, dim=1)))
             if not reconstruct:
                 return code, None

@@ -136,6 +136,35 @@ class SparseRatingRows(nn.Module):
         return dense
 
 
+def _column_sums(target: RatingBatch, weights: torch.Tensor, rows: torch.Tensor, n_cols: int) -> torch.Tensor:
+    """``out[c] = sum of weights[e] * rows[target.rows[e]]`` over the entries ``e`` in column ``c``: ``[n_cols, d]``.
+
+    The weight gradient of a layer that reads (or writes) one weight row per stored entry.
+    The entries are grouped by column and each column's sum is one bag of an
+    ``EmbeddingBag`` over ``rows`` (the batch's few gradient or hidden rows, which stay in
+    cache), so every weight-gradient row is written once; PyTorch's own ``EmbeddingBag``
+    backward adds every entry into a zero-filled table instead.
+    """
+    by_column = torch.argsort(target.cols)
+    counts = torch.bincount(target.cols, minlength=n_cols)
+    return F.embedding_bag(target.rows[by_column], rows, torch.cumsum(counts, 0) - counts,
+                           mode="sum", per_sample_weights=weights[by_column])
+
+
+class _RatingBag(torch.autograd.Function):
+    """``sum over the entries of each row of values[e] * weight[cols[e]]``: the first layer over
+    a batch of sparse rating vectors (``EmbeddingBag`` forward, :func:`_column_sums` backward)."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, target: RatingBatch, values: torch.Tensor) -> torch.Tensor:
+        ctx.target, ctx.values, ctx.n_cols = target, values, weight.shape[0]
+        return F.embedding_bag(target.cols, weight, target.offsets, mode="sum", per_sample_weights=values)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return _column_sums(ctx.target, ctx.values, grad, ctx.n_cols), None, None
+
+
 class _ObservedLinear(torch.autograd.Function):
     """``(hidden @ weight.T + bias)[rows, cols]``: the output units of the stored entries only.
 
@@ -161,10 +190,7 @@ class _ObservedLinear(torch.autograd.Function):
         hidden, weight = ctx.saved_tensors
         target = ctx.target
         grad_hidden = F.embedding_bag(target.cols, weight, target.offsets, mode="sum", per_sample_weights=grad)
-        by_column = torch.argsort(target.cols)
-        counts = torch.bincount(target.cols, minlength=weight.shape[0])
-        grad_weight = F.embedding_bag(target.rows[by_column], hidden, torch.cumsum(counts, 0) - counts,
-                                      mode="sum", per_sample_weights=grad[by_column])
+        grad_weight = _column_sums(target, grad, hidden, weight.shape[0])
         grad_bias = torch.zeros(weight.shape[0], dtype=grad.dtype, device=grad.device).index_add_(0, target.cols, grad)
         return grad_hidden, grad_weight, grad_bias, None
 
@@ -251,6 +277,9 @@ class SideInformation(nn.Module):
             else:
                 values = values.float()
             self.register_buffer(f"feat_{field}", values, persistent=False)
+            # ids with equal values share a code, so a batch can encode each value once
+            codes = torch.unique(values, dim=0, return_inverse=True)[1]
+            self.register_buffer(f"code_{field}", codes, persistent=False)
 
     @property
     def widths(self) -> list[int]:
@@ -260,6 +289,10 @@ class SideInformation(nn.Module):
     def tokens(self, field: str, ids: torch.Tensor) -> torch.Tensor:
         """``[B, L]`` token ids (0 = padding) or ``[B, L]`` float values of ``field``."""
         return getattr(self, f"feat_{field}")[ids]
+
+    def codes(self, field: str, ids: torch.Tensor) -> torch.Tensor:
+        """``[B]`` value codes of ``field``: equal exactly where :meth:`tokens` gives equal rows."""
+        return getattr(self, f"code_{field}")[ids]
 
     def dense(self, index: int, ids: torch.Tensor) -> torch.Tensor:
         """Multi-hot (token fields) or raw (float fields) input vector of source ``index``: ``[B, width]``."""
@@ -284,11 +317,15 @@ class FirstLayer(nn.Module):
     * float fields: a plain linear layer.
 
     ``keep`` optionally weights each input entry (masking noise of the denoising
-    autoencoders); for ratings it has one weight per stored entry.
+    autoencoders); for ratings it has one weight per stored entry. With ``fast`` the
+    rating layer's weight gradient is built column by column (:class:`_RatingBag`; the
+    same sums as ``EmbeddingBag``'s backward, added in another order).
     """
 
-    def __init__(self, ftype: FeatureType | None, width: int, out_features: int, bias: bool = True) -> None:
+    def __init__(self, ftype: FeatureType | None, width: int, out_features: int, bias: bool = True,
+                 fast: bool = True) -> None:
         super().__init__()
+        self.fast = fast
         self.kind = "rating" if ftype is None else "token" if ftype in _TOKEN_TYPES else "float"
         if self.kind == "float":
             self.linear = nn.Linear(width, out_features, bias=bias)
@@ -303,7 +340,10 @@ class FirstLayer(nn.Module):
             return self.linear(values if keep is None else values * keep)
         if self.kind == "rating":
             weights = values.values if keep is None else values.values * keep
-            out = self.bag(values.cols, values.offsets, per_sample_weights=weights)
+            if self.fast:
+                out = _RatingBag.apply(self.bag.weight, values, weights)
+            else:
+                out = self.bag(values.cols, values.offsets, per_sample_weights=weights)
         else:
             # a repeated token in a token_seq counts once, as in a multi-hot vector
             tokens, keep = _drop_repeats(values, keep)
@@ -322,20 +362,24 @@ def _drop_repeats(tokens: torch.Tensor, keep: torch.Tensor | None) -> tuple[torc
     return ordered.masked_fill(repeated, 0), keep
 
 
-def encode_distinct(encode, values: torch.Tensor) -> torch.Tensor:
-    """``encode(values)``, computed once per distinct row of ``values`` and copied to its repeats.
+def encode_distinct(encode, values: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
+    """``encode(values)``, computed once per distinct key and copied to the key's repeats.
 
-    ``encode`` must map every row on its own (no batch statistics). Then the output is
-    the same, and so is every gradient: indexing's backward sums the gradients of the
-    copies into their distinct row, which is the sum the repeated rows' own backward
-    passes would add into the weights. A side field of few values (age, gender,
-    occupation, genre combinations) and a user or item that occurs several times in a
-    batch are encoded once instead of once per rating.
+    ``keys`` (``[B]``, default ``values``, then 1-D) must be equal only where the rows of
+    ``values`` are equal, and ``encode`` must map every row on its own (no batch
+    statistics). Then the output is the same, and so is every gradient: indexing's
+    backward sums the gradients of the copies into their distinct row, which is the sum
+    the repeated rows' own backward passes would add into the weights. A side field of
+    few values (age, gender, occupation, genre combinations) and a user or item that
+    occurs several times in a batch are encoded once instead of once per rating.
     """
-    distinct, inverse = torch.unique(values, dim=0, return_inverse=True)
-    if len(distinct) == len(values):
+    keys = values if keys is None else keys
+    distinct, inverse = torch.unique(keys, return_inverse=True)
+    if len(distinct) == len(keys):
         return encode(values)
-    return encode(distinct)[inverse]
+    # any occurrence of a key stands for all of them
+    first = torch.empty_like(distinct).scatter_(0, inverse, torch.arange(len(keys), device=keys.device))
+    return encode(values[first])[inverse]
 
 
 class SourceEncoder(nn.Module):
@@ -347,21 +391,24 @@ class SourceEncoder(nn.Module):
         width: input width.
         layers: widths of the encoder layers, e.g. ``[500, 200, 100]``.
         activation: a key of :data:`ACTIVATIONS`.
-        distinct: encode each distinct side-information value of a batch once
-            (:func:`encode_distinct`) when no masking noise is applied.
+        fast: encode each distinct side-information value of a batch once
+            (:func:`encode_distinct` over the ``keys`` given to :meth:`forward`) when no
+            masking noise is applied, and use :class:`FirstLayer`'s fast rating backward.
     """
 
     def __init__(self, ftype: FeatureType | None, width: int, layers: Sequence[int], activation: str,
-                 distinct: bool = True) -> None:
+                 fast: bool = True) -> None:
         super().__init__()
-        self.first = FirstLayer(ftype, width, layers[0])
+        self.first = FirstLayer(ftype, width, layers[0], fast=fast)
         self.act = ACTIVATIONS[activation]()
         self.rest = build_mlp(list(layers), activation)
-        self.distinct = distinct and self.first.kind != "rating"
+        self.distinct = fast and self.first.kind != "rating"
 
-    def forward(self, values, keep: torch.Tensor | None = None) -> torch.Tensor:
-        if self.distinct and keep is None:
-            return encode_distinct(self._encode, values)
+    def forward(self, values, keep: torch.Tensor | None = None, keys: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, layers[-1]]``; ``keys`` (``[B]``, e.g. :meth:`SideInformation.codes`) are equal
+        exactly where the rows of ``values`` are."""
+        if self.distinct and keep is None and keys is not None:
+            return encode_distinct(self._encode, values, keys)
         return self._encode(values, keep)
 
     def _encode(self, values, keep: torch.Tensor | None = None) -> torch.Tensor:

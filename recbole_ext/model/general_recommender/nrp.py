@@ -94,8 +94,9 @@ class DirectTower(nn.Module):
         id_size: width of the ID embedding.
         input_dropout: probability of dropping each rating-vector entry during training.
         distinct: encode each distinct id (and side-information value) of a batch once when
-            every copy has the same input (:func:`encode_distinct`); False encodes every
-            rating's copy (the reference computation, same numbers).
+            every copy has the same input (:func:`encode_distinct`), and build the rating
+            layers' weight gradients column by column; False is the reference computation
+            (every rating's copy encoded, PyTorch's ``EmbeddingBag`` backward; same numbers).
     """
 
     def __init__(self, rows: SparseRatingRows, side: SideInformation | None, layers: list[int],
@@ -106,7 +107,7 @@ class DirectTower(nn.Module):
         self.input_dropout = input_dropout
         self.distinct = distinct
         self.side = side
-        self.rating_encoder = SourceEncoder(None, rows.n_cols, layers, activation)
+        self.rating_encoder = SourceEncoder(None, rows.n_cols, layers, activation, distinct)
         spec = side.spec if side is not None else []
         self.side_encoders = nn.ModuleList(
             SourceEncoder(ftype, width, layers, activation, distinct) for _, ftype, width in spec)
@@ -133,7 +134,7 @@ class DirectTower(nn.Module):
         parts = [self.rating_encoder(ratings, keep)]
         if self.side is not None:
             for (field, _, _), encoder in zip(self.side.spec, self.side_encoders):
-                parts.append(encoder(self.side.tokens(field, ids)))
+                parts.append(encoder(self.side.tokens(field, ids), keys=self.side.codes(field, ids)))
         if self.id_embedding is not None:
             parts.append(self.id_embedding(ids))
         return torch.cat(parts, dim=1)
