@@ -22,26 +22,45 @@ from recbole_ext.utils import check_param, unit_interval_float
 
 
 class RMSprop(torch.optim.RMSprop):
-    """``torch.optim.RMSprop`` whose plain update (no momentum, not centered) makes fewer memory passes.
+    """``torch.optim.RMSprop`` whose plain update (no momentum, not centered) does less memory traffic.
 
     The same element-wise operations in the same order as PyTorch's single-tensor RMSprop,
 
     .. math::
-        g \leftarrow g + \lambda w,\quad v \leftarrow \alpha v + (1-\alpha) g^2,\quad
-        w \leftarrow w - \eta\, g / (\sqrt{v} + \epsilon),
+        g \\leftarrow g + \\lambda w,\\quad v \\leftarrow \\alpha v + (1-\\alpha) g^2,\\quad
+        w \\leftarrow w - \\eta\\, g / (\\sqrt{v} + \\epsilon),
 
-    but over slices of ``CHUNK`` elements that reuse two scratch buffers: PyTorch allocates a
-    parameter-sized ``sqrt(v)`` (and, with weight decay, ``g + λw``) for every parameter at
-    every step and streams each one through memory several times, which on one CPU thread
-    costs about as much as the step itself for the NRP-family autoencoders' tens of millions
-    of weights. Slices start at multiples of ``CHUNK``, so every element takes the same
-    vectorised code path as in one whole-tensor call, and the results are the same floats.
-    State (``step``, ``square_avg``) and ``state_dict`` are PyTorch's; other options
-    (momentum, centered, maximize, foreach, capturable, differentiable, complex
-    parameters) fall back to PyTorch's step.
+    computed in two ways that save work:
+
+    * **Slices.** Every parameter is updated in slices of ``CHUNK`` elements that reuse two
+      scratch buffers. PyTorch allocates a parameter-sized ``sqrt(v)`` (and, with weight
+      decay, ``g + λw``) for every parameter at every step and streams each through memory
+      several times; for the NRP-family autoencoders' tens of millions of weights that cost
+      about as much as the rest of the step's update. Slices start at multiples of
+      ``CHUNK``, so every element takes the same vectorised code path as in one whole-tensor
+      call: the results are the same floats.
+    * **Rows without gradient, weight decay 0.** A row of a weight matrix whose gradient is
+      all zeros (the row of an embedding or bag table that no input of the batch used) is
+      left as it is: the dense update would leave ``w`` unchanged and only multiply ``v`` by
+      ``α``. The ``k`` skipped multiplications are applied as one factor ``α**k`` when the
+      row next has a gradient, and to all rows before :meth:`state_dict`, so the saved state
+      is the dense one. The only difference from the dense update is the rounding of
+      ``α**k`` against ``k`` successive products (relative 1e-7 per step of ``v``, and
+      ``w``'s update depends on ``sqrt(v)``). Used for a matrix only when at most
+      ``LAZY_SHARE`` of its rows have a gradient; with weight decay every row changes at
+      every step and all rows are updated.
+
+    ``state_dict`` is PyTorch's. Other options (momentum, centered, maximize, foreach,
+    capturable, differentiable) fall back to PyTorch's step.
     """
 
     CHUNK = 1 << 18
+    LAZY_SHARE = 0.5
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # for matrices updated row-wise: the step after which each row's v was last brought up to date
+        self._row_step: dict[torch.Tensor, torch.Tensor] = {}
 
     def _plain(self) -> bool:
         return not any(group["momentum"] or group["centered"] or group["maximize"] or group["foreach"]
@@ -50,6 +69,7 @@ class RMSprop(torch.optim.RMSprop):
     @torch.no_grad()
     def step(self, closure=None):
         if not self._plain():
+            self._catch_up()
             return super().step(closure)
         loss = None
         if closure is not None:
@@ -60,25 +80,73 @@ class RMSprop(torch.optim.RMSprop):
             params, grads, square_avgs, steps = [], [], [], []
             if self._init_group(group, params, grads, square_avgs, [], [], steps):
                 raise RuntimeError("recbole_ext RMSprop: complex parameters are not supported")
-            lr, alpha, eps, decay = group["lr"], group["alpha"], group["eps"], group["weight_decay"]
             for param, grad, square_avg, step in zip(params, grads, square_avgs, steps):
                 step += 1
+                if group["weight_decay"] == 0 and param.dim() == 2 and self._sparse_step(
+                        param, grad, square_avg, int(step), group):
+                    continue
+                self._catch_up_param(param, square_avg, int(step) - 1, group["alpha"])
                 key = (param.dtype, param.device)
                 if key not in scratch:
                     scratch[key] = (torch.empty(self.CHUNK, dtype=param.dtype, device=param.device),
                                     torch.empty(self.CHUNK, dtype=param.dtype, device=param.device))
-                decayed, avg = scratch[key]
-                flat_param, flat_grad, flat_avg = param.view(-1), grad.reshape(-1), square_avg.view(-1)
-                for start in range(0, flat_param.numel(), self.CHUNK):
-                    w = flat_param[start:start + self.CHUNK]
-                    g = flat_grad[start:start + self.CHUNK]
-                    v = flat_avg[start:start + self.CHUNK]
-                    if decay != 0:
-                        g = torch.add(g, w, alpha=decay, out=decayed[:len(w)])
-                    v.mul_(alpha).addcmul_(g, g, value=1 - alpha)
-                    root = torch.sqrt(v, out=avg[:len(w)]).add_(eps)
-                    w.addcdiv_(g, root, value=-lr)
+                self._dense_step(param, grad, square_avg, group, *scratch[key])
         return loss
+
+    def _dense_step(self, param: torch.Tensor, grad: torch.Tensor, square_avg: torch.Tensor, group: dict,
+                    decayed: torch.Tensor, avg: torch.Tensor) -> None:
+        lr, alpha, eps, decay = group["lr"], group["alpha"], group["eps"], group["weight_decay"]
+        flat_param, flat_grad, flat_avg = param.view(-1), grad.reshape(-1), square_avg.view(-1)
+        for start in range(0, flat_param.numel(), self.CHUNK):
+            w = flat_param[start:start + self.CHUNK]
+            g = flat_grad[start:start + self.CHUNK]
+            v = flat_avg[start:start + self.CHUNK]
+            if decay != 0:
+                g = torch.add(g, w, alpha=decay, out=decayed[:len(w)])
+            v.mul_(alpha).addcmul_(g, g, value=1 - alpha)
+            root = torch.sqrt(v, out=avg[:len(w)]).add_(eps)
+            w.addcdiv_(g, root, value=-lr)
+
+    def _sparse_step(self, param: torch.Tensor, grad: torch.Tensor, square_avg: torch.Tensor, step: int,
+                     group: dict) -> bool:
+        """Update only the rows with a gradient; False (nothing done) when too many have one."""
+        rows = grad.ne(0).any(dim=1).nonzero().squeeze(1)
+        if len(rows) > self.LAZY_SHARE * len(param):
+            return False
+        alpha = group["alpha"]
+        last = self._row_step.get(param)
+        if last is None:
+            last = self._row_step[param] = torch.full((len(param),), step - 1, dtype=torch.long,
+                                                      device=param.device)
+        g, v = grad[rows], square_avg[rows]
+        skipped = (step - 1 - last[rows]).to(v.dtype).unsqueeze(1)
+        v.mul_(torch.pow(alpha, skipped)).mul_(alpha).addcmul_(g, g, value=1 - alpha)
+        w = param[rows].addcdiv_(g, v.sqrt().add_(group["eps"]), value=-group["lr"])
+        square_avg.index_copy_(0, rows, v)
+        param.index_copy_(0, rows, w)
+        last[rows] = step
+        return True
+
+    def _catch_up_param(self, param: torch.Tensor, square_avg: torch.Tensor, step: int, alpha: float) -> None:
+        """Bring every row's ``v`` of a row-wise updated matrix up to date at ``step``."""
+        last = self._row_step.pop(param, None)
+        if last is not None:
+            square_avg.mul_(torch.pow(alpha, (step - last).to(square_avg.dtype)).unsqueeze(1))
+
+    def _catch_up(self) -> None:
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param in self._row_step:
+                    state = self.state[param]
+                    self._catch_up_param(param, state["square_avg"], int(state["step"]), group["alpha"])
+
+    def state_dict(self) -> dict:
+        self._catch_up()
+        return super().state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self._row_step.clear()
 
 
 class WeightAverage:

@@ -21,6 +21,7 @@ Recommender Systems: Prediction versus Regularization", arXiv:2010.06070 (2020).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -181,8 +182,10 @@ class _ObservedLinear(torch.autograd.Function):
         ctx.save_for_backward(hidden, weight)
         ctx.target = target
         pointers = torch.cat([target.offsets, target.offsets.new_tensor([len(target.cols)])])
-        pattern = torch.sparse_csr_tensor(pointers, target.cols, bias[target.cols], (target.n_rows, weight.shape[0]),
-                                          check_invariants=False)
+        with warnings.catch_warnings():  # PyTorch calls its sparse CSR support beta, once per process
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            pattern = torch.sparse_csr_tensor(pointers, target.cols, bias[target.cols],
+                                              (target.n_rows, weight.shape[0]), check_invariants=False)
         return torch.sparse.sampled_addmm(pattern, hidden, weight.t()).values()
 
     @staticmethod
