@@ -1,7 +1,7 @@
 """Training speed of the NRP family: this checkout against a baseline commit, interleaved.
 
 ``python -m benchmarks.nrp_speed [--baseline-commit a6cd8fe | --baseline-src DIR] [--pairs 3]
-[--steps 300] [--models NRP NRPaSDAE ...] [--full-epoch] [--ml100k] [--check-epochs 2] [--quick]``
+[--steps 300] [--ae-steps 100] [--models NRP NRPaSDAE ...] [--full-epoch] [--ml100k] [--check-epochs 2] [--quick]``
 
 Every measurement is a fresh subprocess with ``OMP_NUM_THREADS=1`` that imports
 ``recbole_ext`` from one source tree (this checkout, or a ``git worktree`` of the
@@ -14,8 +14,9 @@ each pair gives one speed ratio and the table reports their median.
 
 Parts (each on by default except where noted):
 
-* ML-1M, ``nrp-ml-1m[-<model>]`` presets: old vs new, ``--steps`` steps per run, scaled
-  to the epoch's number of batches (the table says so);
+* ML-1M, ``nrp-ml-1m[-<model>]`` presets: old vs new, ``--steps`` steps per NRP-direct run
+  and ``--ae-steps`` per autoencoder-model run, scaled to the epoch's number of batches
+  (the table says so);
 * ``--full-epoch``: one whole ML-1M training epoch of NRP-direct, new code, timed directly;
 * ``--ml100k``: the ``nrp-ml-100k`` preset, a whole training epoch per run, old vs new;
 * ``--check-epochs N``: N epochs of NRP-direct on ML-1M (same seed) on both trees, with the
@@ -214,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-commit", default=DEFAULT_BASELINE, help="commit to compare against")
     parser.add_argument("--baseline-src", type=Path, help="a checkout of the baseline (instead of a worktree)")
     parser.add_argument("--pairs", type=int, default=3, help="old/new pairs per measurement")
-    parser.add_argument("--steps", type=int, default=300, help="timed training steps per ML-1M run")
+    parser.add_argument("--steps", type=int, default=300, help="timed training steps per ML-1M NRP run")
+    parser.add_argument("--ae-steps", type=int, default=100,
+                        help="timed training steps per ML-1M run of the autoencoder models")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps before the timed ones")
     parser.add_argument("--models", nargs="+", default=list(ML1M_PRESETS), choices=list(ML1M_PRESETS))
     parser.add_argument("--new-only", nargs="*", default=[], metavar="MODEL",
@@ -225,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="few steps, one pair: checks the pipeline")
     args = parser.parse_args(argv)
     if args.quick:
-        args.pairs, args.steps, args.warmup = 1, 5, 2
+        args.pairs, args.steps, args.ae_steps, args.warmup = 1, 5, 3, 2
     command = "python -m benchmarks.nrp_speed " + " ".join(argv if argv is not None else sys.argv[1:])
     data = _ensure_data(args.quick)
     scratch = Path(tempfile.mkdtemp(prefix="nrp-speed-"))
@@ -241,14 +244,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         base = {"data_path": str(data), "warmup": args.warmup}
         for model in args.models:
+            steps = args.steps if model == "NRP" else args.ae_steps
             spec = {**base, "model": model, "dataset": "ml-1m", "preset": ML1M_PRESETS[model],
-                    "mode": "steps", "steps": args.steps}
+                    "mode": "steps", "steps": steps}
             if model in args.new_only:
                 runs = {"new": [_run_worker(trees["new"], spec) for _ in range(args.pairs)]}
             else:
                 runs = _interleaved(trees, spec, args.pairs, store["log"])
             store["measurements"][f"{model}-ml-1m"] = {"model": model, "dataset": "ml-1m",
-                                                     "how": f"{args.steps} steps, scaled", **_summary(runs)}
+                                                     "how": f"{steps} steps, scaled", **_summary(runs)}
             write_tables(store, command)
         if args.ml100k:
             spec = {**base, "model": "NRP", "dataset": "ml-100k", "preset": "nrp-ml-100k", "mode": "epoch"}

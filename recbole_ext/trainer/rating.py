@@ -40,8 +40,8 @@ class RMSprop(torch.optim.RMSprop):
       ``CHUNK``, so every element takes the same vectorised code path as in one whole-tensor
       call: the results are the same floats.
     * **Rows without gradient, weight decay 0.** A row of a weight matrix whose gradient is
-      all zeros (the row of an embedding or bag table that no input of the batch used) is
-      left as it is: the dense update would leave ``w`` unchanged and only multiply ``v`` by
+      zero (the row of an embedding or bag table that no input of the batch used; found
+      by a zero row norm) is left as it is: the dense update would leave ``w`` unchanged and only multiply ``v`` by
       ``α``. The ``k`` skipped multiplications are applied as one factor ``α**k`` when the
       row next has a gradient, and to all rows before :meth:`state_dict`, so the saved state
       is the dense one. The only difference from the dense update is the rounding of
@@ -110,7 +110,9 @@ class RMSprop(torch.optim.RMSprop):
     def _sparse_step(self, param: torch.Tensor, grad: torch.Tensor, square_avg: torch.Tensor, step: int,
                      group: dict) -> bool:
         """Update only the rows with a gradient; False (nothing done) when too many have one."""
-        rows = grad.ne(0).any(dim=1).nonzero().squeeze(1)
+        # a row norm is one cheap pass; it is 0 for an all-zero row (and for entries so small,
+        # below ~1e-22, that their squares round to 0, which leave w unchanged in float32)
+        rows = torch.linalg.vector_norm(grad, dim=1).nonzero().squeeze(1)
         if len(rows) > self.LAZY_SHARE * len(param):
             return False
         alpha = group["alpha"]

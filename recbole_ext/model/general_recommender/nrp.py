@@ -37,8 +37,12 @@ tokenisation.
 The first layer over a rating vector sums the rows of its weight for the rated items,
 weighted by the ratings (:class:`~recbole_ext.model.general_recommender._rating_encoders.FirstLayer`),
 which equals the dense product but costs the number of ratings of the batch's users
-(items) rather than ``B x n_items``: on ml-100k one training batch of 256 went from
-88 to 63 CPU-ms.
+(items) rather than ``B x n_items``. With ``fast_path`` (the default) a batch encodes each
+distinct user and item once, and each distinct value of a side field once (an age group,
+a genre combination), instead of once per rating: the same numbers and gradients
+(:func:`~recbole_ext.model.general_recommender._rating_encoders.encode_distinct`) for
+about half the fully connected arithmetic at ML-1M's sizes (timings in
+``benchmarks/results/nrp/speed.md``).
 
 Deviations and choices not fixed by the paper:
     * The first layer of a token-field encoder is an ``EmbeddingBag`` (sum), which equals
