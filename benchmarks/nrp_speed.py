@@ -86,6 +86,7 @@ def _worker(spec: dict) -> dict:
         trainer.fit(train, valid, saved=False, verbose=False)
         out["valid"] = [[epoch, result.get("rmse")] for epoch, result in trainer.valid_history]
         out["train_epoch_seconds"] = trainer.epoch_seconds
+        out["train_loss"] = [float(trainer.train_loss_dict[epoch]) for epoch in sorted(trainer.train_loss_dict)]
     return out
 
 
@@ -196,11 +197,14 @@ def write_tables(store: dict, command: str) -> Path:
         lines += ["", f"Whole ML-1M training epoch of NRP-direct, new code, timed directly: "
                       f"{full['cpu_seconds']:.0f} CPU s, {full['seconds']:.0f} wall s ({full['steps']} batches)."]
     if "check" in store:
-        lines += ["", "NRP-direct on ML-1M (`nrp-ml-1m`, seed 2020), validation RMSE after each epoch:", "",
-                  "| epoch | old | new | new - old |", "|---|---|---|---|"]
-        old, new = store["check"]["old"]["valid"], store["check"]["new"]["valid"]
-        for (epoch, a), (_, b) in zip(old, new):
-            lines.append(f"| {epoch} | {a:.6f} | {b:.6f} | {b - a:+.1e} |")
+        lines += ["", "NRP-direct on ML-1M (`nrp-ml-1m`, seed 2020): summed training loss and validation RMSE "
+                      "after each epoch, old and new code:", "",
+                  "| epoch | old loss | new loss | old valid RMSE | new valid RMSE | RMSE new - old |",
+                  "|---|---|---|---|---|---|"]
+        old, new = store["check"]["old"], store["check"]["new"]
+        for index, ((epoch, a), (_, b)) in enumerate(zip(old["valid"], new["valid"])):
+            lines.append(f"| {epoch} | {old['train_loss'][index]:.4f} | {new['train_loss'][index]:.4f} "
+                         f"| {a:.6f} | {b:.6f} | {b - a:+.1e} |")
     lines += ["", "Rows timed over N steps give the median per-step time of N steps (after warm-up "
                   "steps) times the epoch's number of batches; 'epoch' rows time whole training epochs."]
     path = RESULTS / "speed.md"
@@ -267,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             write_tables(store, command)
         if args.check_epochs:
             spec = {**base, "model": "NRP", "dataset": "ml-1m", "preset": "nrp-ml-1m", "mode": "fit",
-                    "overrides": {"epochs": args.check_epochs, "eval_step": 1}}
+                    "overrides": {"epochs": args.check_epochs, "eval_step": 1, "metric_decimal_place": 10}}
             store["check"] = {side: _run_worker(trees[side], spec) for side in ("old", "new")}
             write_tables(store, command)
     finally:
