@@ -210,7 +210,8 @@ class RatingTrainer(Trainer):
     while its average at decay 0.999 (about 3 epochs of memory at batch 256) improves smoothly.
     The optimiser never sees the average, so it is not a regulariser of the training path.
 
-    ``learner: rmsprop`` takes its decay and epsilon from ``rmsprop_rho`` and
+    ``learner: rmsprop`` builds :class:`RMSprop` (PyTorch's update with less memory
+    traffic) and takes its decay and epsilon from ``rmsprop_rho`` and
     ``rmsprop_eps`` when they are set. The paper trained with Keras, whose RMSprop
     defaults are rho 0.9 and eps 1e-7 (PyTorch's: alpha 0.99, eps 1e-8); the model yamls
     use Keras' values. With PyTorch's, the first steps of NRP-direct on ml-100k blew the

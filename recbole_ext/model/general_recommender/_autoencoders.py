@@ -46,6 +46,14 @@ Deviations: the cited papers tune a weight per source and per term; here one wei
 unknown entries (aSDAE reconstructs the full vector) so that predicted zeros are not
 rewarded. The alternating schedule is one U,V step per batch.
 
+Computation (``fast_path``, default on; off is the reference computation, kept for
+checks): the rating reconstruction computes the output units of the stored entries only
+(:func:`~recbole_ext.model.general_recommender._rating_encoders.observed_mse`) instead of
+every row's full ``n_items`` (``n_users``) outputs, the rating layers' weight gradients
+are built column by column, and prediction encodes each distinct user and item once.
+Training with masking noise draws an independent mask for every occurrence of a user or
+item, so there every occurrence is encoded. The numbers are the same up to float rounding.
+
 The U,V step of Eq. (1) (``with_mf``). From the NRP paper (Eq. 1 and supplementary
 material): λ1 = 1, λ2 = λ3 = 0.5, "SGD with learning rate of 0.1 for the optimization
 over the variables U and V", and 0.26M MF parameters on ml-100k, i.e. (943 + 1682) × 100

@@ -213,7 +213,8 @@ def observed_mse(hidden: torch.Tensor, output: nn.Linear, target: RatingBatch, s
     if len(target.values) == 0:
         return hidden.sum() * 0.0
     if sampled:
-        prediction = _ObservedLinear.apply(hidden, output.weight, output.bias, target)
+        bias = output.bias if output.bias is not None else hidden.new_zeros(output.out_features)
+        prediction = _ObservedLinear.apply(hidden, output.weight, bias, target)
     else:
         prediction = output(hidden)[target.rows, target.cols]
     return ((prediction - target.values) ** 2).mean()

@@ -97,24 +97,25 @@ class DirectTower(nn.Module):
         n_ids: number of ids for an ID-embedding source, or 0 for none.
         id_size: width of the ID embedding.
         input_dropout: probability of dropping each rating-vector entry during training.
-        distinct: encode each distinct id (and side-information value) of a batch once when
+        fast: encode each distinct id (and side-information value) of a batch once when
             every copy has the same input (:func:`encode_distinct`), and build the rating
-            layers' weight gradients column by column; False is the reference computation
-            (every rating's copy encoded, PyTorch's ``EmbeddingBag`` backward; same numbers).
+            layer's weight gradient column by column; False is the reference computation
+            (every rating's copy encoded, PyTorch's ``EmbeddingBag`` backward; the same
+            numbers up to float rounding).
     """
 
     def __init__(self, rows: SparseRatingRows, side: SideInformation | None, layers: list[int],
                  activation: str, n_ids: int, id_size: int, input_dropout: float = 0.0,
-                 distinct: bool = True) -> None:
+                 fast: bool = True) -> None:
         super().__init__()
         self.rows = rows
         self.input_dropout = input_dropout
-        self.distinct = distinct
+        self.fast = fast
         self.side = side
-        self.rating_encoder = SourceEncoder(None, rows.n_cols, layers, activation, distinct)
+        self.rating_encoder = SourceEncoder(None, rows.n_cols, layers, activation, fast)
         spec = side.spec if side is not None else []
         self.side_encoders = nn.ModuleList(
-            SourceEncoder(ftype, width, layers, activation, distinct) for _, ftype, width in spec)
+            SourceEncoder(ftype, width, layers, activation, fast) for _, ftype, width in spec)
         self.id_embedding = nn.Embedding(n_ids, id_size) if n_ids else None
         self.out_features = layers[-1] * (1 + len(spec)) + (id_size if n_ids else 0)
 
@@ -125,7 +126,7 @@ class DirectTower(nn.Module):
         the rating vector: the rating being predicted, during training.
         """
         # copies of an id differ only when their rating vectors are masked per rating
-        if self.distinct and hide is None and not (self.training and self.input_dropout > 0):
+        if self.fast and hide is None and not (self.training and self.input_dropout > 0):
             return encode_distinct(self._encode, ids)
         return self._encode(ids, hide)
 
