@@ -22,7 +22,7 @@ Parts (each on by default except where noted):
 * ``--check-epochs N``: N epochs of NRP-direct on ML-1M (same seed) on both trees, with the
   validation RMSE after every epoch, to show that the new code trains the same model.
 
-Results: ``benchmarks/results/nrp/speed.{json,md}``.
+Results: ``benchmarks/results/nrp/speed.{json,md}`` (``speed_quick.*`` with ``--quick``).
 """
 
 from __future__ import annotations
@@ -101,8 +101,9 @@ def _run_worker(src: Path, spec: dict) -> dict:
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"nrp_speed worker failed in {src} for {spec}:\n{proc.stderr[-3000:]}")
     result = json.loads(lines[-1][len("RESULT "):])
-    if Path(result["recbole_ext"]).resolve() != (src / "recbole_ext").resolve():
-        raise RuntimeError(f"worker imported recbole_ext from {result['recbole_ext']}, expected {src}")
+    imported = Path(result.pop("recbole_ext")).resolve()  # checked, not stored: a machine path
+    if imported != (src / "recbole_ext").resolve():
+        raise RuntimeError(f"worker imported recbole_ext from {imported}, expected {src}")
     return result
 
 
@@ -172,9 +173,9 @@ def _list(values, fmt: str) -> str:
 
 
 def write_tables(store: dict, command: str) -> Path:
-    """``speed.json`` (every run) and ``speed.md`` (the tables) under ``benchmarks/results/nrp``."""
+    """``<stem>.json`` (every run) and ``<stem>.md`` (the tables) under ``benchmarks/results/nrp``."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "speed.json").write_text(json.dumps(store, indent=1, sort_keys=True) + "\n")
+    (RESULTS / f"{store['stem']}.json").write_text(json.dumps(store, indent=1, sort_keys=True) + "\n")
     lines = ["# NRP family: training speed, new code vs baseline", "",
              f"Command: `{command}`", "",
              f"Baseline `{store['baseline']}`, new `{store['new']}`, started {store['started']}. One thread "
@@ -207,7 +208,7 @@ def write_tables(store: dict, command: str) -> Path:
                          f"| {a:.6f} | {b:.6f} | {b - a:+.1e} |")
     lines += ["", "Rows timed over N steps give the median per-step time of N steps (after warm-up "
                   "steps) times the epoch's number of batches; 'epoch' rows time whole training epochs."]
-    path = RESULTS / "speed.md"
+    path = RESULTS / f"{store['stem']}.md"
     path.write_text("\n".join(lines) + "\n")
     print(f"wrote {path.relative_to(REPO_ROOT)}", flush=True)
     return path
@@ -242,9 +243,10 @@ def main(argv: list[str] | None = None) -> int:
                           capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
                            capture_output=True, text=True).stdout.strip()
-    store = {"baseline": args.baseline_src and str(args.baseline_src) or args.baseline_commit,
+    store = {"baseline": args.baseline_src.name if args.baseline_src else args.baseline_commit,
              "new": head + (" + uncommitted changes" if dirty else ""), "command": command,
-             "started": time.strftime("%Y-%m-%d %H:%M:%S"), "measurements": {}, "log": []}
+             "started": time.strftime("%Y-%m-%d %H:%M:%S"), "measurements": {}, "log": [],
+             "stem": "speed_quick" if args.quick else "speed"}
     try:
         base = {"data_path": str(data), "warmup": args.warmup}
         for model in args.models:
