@@ -21,6 +21,136 @@ from recbole_ext.evaluator.rating_metrics import RatingCollector
 from recbole_ext.utils import check_param, unit_interval_float
 
 
+class RMSprop(torch.optim.RMSprop):
+    """``torch.optim.RMSprop`` whose plain update (no momentum, not centered) does less memory traffic.
+
+    The same element-wise operations in the same order as PyTorch's single-tensor RMSprop,
+
+    .. math::
+        g \\leftarrow g + \\lambda w,\\quad v \\leftarrow \\alpha v + (1-\\alpha) g^2,\\quad
+        w \\leftarrow w - \\eta\\, g / (\\sqrt{v} + \\epsilon),
+
+    computed in two ways that save work:
+
+    * **Slices.** Every parameter is updated in slices of ``CHUNK`` elements that reuse two
+      scratch buffers. PyTorch allocates a parameter-sized ``sqrt(v)`` (and, with weight
+      decay, ``g + λw``) for every parameter at every step and streams each through memory
+      several times; for the NRP-family autoencoders' tens of millions of weights that cost
+      about as much as the rest of the step's update. Slices start at multiples of
+      ``CHUNK``, so every element takes the same vectorised code path as in one whole-tensor
+      call: the results are the same floats.
+    * **Rows without gradient, weight decay 0.** A row of a weight matrix whose gradient is
+      zero (the row of an embedding or bag table that no input of the batch used; found
+      by a zero row norm) is left as it is: the dense update would leave ``w`` unchanged and only multiply ``v`` by
+      ``α``. The ``k`` skipped multiplications are applied as one factor ``α**k`` when the
+      row next has a gradient, and to all rows before :meth:`state_dict`, so the saved state
+      is the dense one. The only difference from the dense update is the rounding of
+      ``α**k`` against ``k`` successive products (relative 1e-7 per step of ``v``, and
+      ``w``'s update depends on ``sqrt(v)``). Used for a matrix only when at most
+      ``LAZY_SHARE`` of its rows have a gradient; with weight decay every row changes at
+      every step and all rows are updated.
+
+    ``state_dict`` is PyTorch's. Other options (momentum, centered, maximize, foreach,
+    capturable, differentiable) fall back to PyTorch's step.
+    """
+
+    CHUNK = 1 << 18
+    LAZY_SHARE = 0.5
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # for matrices updated row-wise: the step after which each row's v was last brought up to date
+        self._row_step: dict[torch.Tensor, torch.Tensor] = {}
+
+    def _plain(self) -> bool:
+        return not any(group["momentum"] or group["centered"] or group["maximize"] or group["foreach"]
+                       or group["capturable"] or group["differentiable"] for group in self.param_groups)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if not self._plain():
+            self._catch_up()
+            return super().step(closure)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        scratch: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        for group in self.param_groups:
+            params, grads, square_avgs, steps = [], [], [], []
+            if self._init_group(group, params, grads, square_avgs, [], [], steps):
+                raise RuntimeError("recbole_ext RMSprop: complex parameters are not supported")
+            for param, grad, square_avg, step in zip(params, grads, square_avgs, steps):
+                step += 1
+                if group["weight_decay"] == 0 and param.dim() == 2 and self._sparse_step(
+                        param, grad, square_avg, int(step), group):
+                    continue
+                self._catch_up_param(param, square_avg, int(step) - 1, group["alpha"])
+                key = (param.dtype, param.device)
+                if key not in scratch:
+                    scratch[key] = (torch.empty(self.CHUNK, dtype=param.dtype, device=param.device),
+                                    torch.empty(self.CHUNK, dtype=param.dtype, device=param.device))
+                self._dense_step(param, grad, square_avg, group, *scratch[key])
+        return loss
+
+    def _dense_step(self, param: torch.Tensor, grad: torch.Tensor, square_avg: torch.Tensor, group: dict,
+                    decayed: torch.Tensor, avg: torch.Tensor) -> None:
+        lr, alpha, eps, decay = group["lr"], group["alpha"], group["eps"], group["weight_decay"]
+        flat_param, flat_grad, flat_avg = param.view(-1), grad.reshape(-1), square_avg.view(-1)
+        for start in range(0, flat_param.numel(), self.CHUNK):
+            w = flat_param[start:start + self.CHUNK]
+            g = flat_grad[start:start + self.CHUNK]
+            v = flat_avg[start:start + self.CHUNK]
+            if decay != 0:
+                g = torch.add(g, w, alpha=decay, out=decayed[:len(w)])
+            v.mul_(alpha).addcmul_(g, g, value=1 - alpha)
+            root = torch.sqrt(v, out=avg[:len(w)]).add_(eps)
+            w.addcdiv_(g, root, value=-lr)
+
+    def _sparse_step(self, param: torch.Tensor, grad: torch.Tensor, square_avg: torch.Tensor, step: int,
+                     group: dict) -> bool:
+        """Update only the rows with a gradient; False (nothing done) when too many have one."""
+        # a row norm is one cheap pass; it is 0 for an all-zero row (and for entries so small,
+        # below ~1e-22, that their squares round to 0, which leave w unchanged in float32)
+        rows = torch.linalg.vector_norm(grad, dim=1).nonzero().squeeze(1)
+        if len(rows) > self.LAZY_SHARE * len(param):
+            return False
+        alpha = group["alpha"]
+        last = self._row_step.get(param)
+        if last is None:
+            last = self._row_step[param] = torch.full((len(param),), step - 1, dtype=torch.long,
+                                                      device=param.device)
+        g, v = grad[rows], square_avg[rows]
+        skipped = (step - 1 - last[rows]).to(v.dtype).unsqueeze(1)
+        v.mul_(torch.pow(alpha, skipped)).mul_(alpha).addcmul_(g, g, value=1 - alpha)
+        w = param[rows].addcdiv_(g, v.sqrt().add_(group["eps"]), value=-group["lr"])
+        square_avg.index_copy_(0, rows, v)
+        param.index_copy_(0, rows, w)
+        last[rows] = step
+        return True
+
+    def _catch_up_param(self, param: torch.Tensor, square_avg: torch.Tensor, step: int, alpha: float) -> None:
+        """Bring every row's ``v`` of a row-wise updated matrix up to date at ``step``."""
+        last = self._row_step.pop(param, None)
+        if last is not None:
+            square_avg.mul_(torch.pow(alpha, (step - last).to(square_avg.dtype)).unsqueeze(1))
+
+    def _catch_up(self) -> None:
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param in self._row_step:
+                    state = self.state[param]
+                    self._catch_up_param(param, state["square_avg"], int(state["step"]), group["alpha"])
+
+    def state_dict(self) -> dict:
+        self._catch_up()
+        return super().state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self._row_step.clear()
+
+
 class WeightAverage:
     """Exponential moving average of a model's trainable weights (Polyak averaging).
 
@@ -80,7 +210,8 @@ class RatingTrainer(Trainer):
     while its average at decay 0.999 (about 3 epochs of memory at batch 256) improves smoothly.
     The optimiser never sees the average, so it is not a regulariser of the training path.
 
-    ``learner: rmsprop`` takes its decay and epsilon from ``rmsprop_rho`` and
+    ``learner: rmsprop`` builds :class:`RMSprop` (PyTorch's update with less memory
+    traffic) and takes its decay and epsilon from ``rmsprop_rho`` and
     ``rmsprop_eps`` when they are set. The paper trained with Keras, whose RMSprop
     defaults are rho 0.9 and eps 1e-7 (PyTorch's: alpha 0.99, eps 1e-8); the model yamls
     use Keras' values. With PyTorch's, the first steps of NRP-direct on ml-100k blew the
@@ -124,15 +255,15 @@ class RatingTrainer(Trainer):
 
     def _build_optimizer(self, **kwargs):
         learner = kwargs.get("learner", self.learner)
-        rho, eps = self.config["rmsprop_rho"], self.config["rmsprop_eps"]
-        if str(learner).lower() != "rmsprop" or (rho is None and eps is None):
+        if str(learner).lower() != "rmsprop":
             return super()._build_optimizer(**kwargs)
+        rho, eps = self.config["rmsprop_rho"], self.config["rmsprop_eps"]
         defaults = torch.optim.RMSprop([torch.zeros(1)]).defaults
-        return torch.optim.RMSprop(kwargs.get("params", self.model.parameters()),
-                                   lr=kwargs.get("learning_rate", self.learning_rate),
-                                   alpha=defaults["alpha"] if rho is None else rho,
-                                   eps=defaults["eps"] if eps is None else eps,
-                                   weight_decay=kwargs.get("weight_decay", self.weight_decay))
+        return RMSprop(kwargs.get("params", self.model.parameters()),
+                       lr=kwargs.get("learning_rate", self.learning_rate),
+                       alpha=defaults["alpha"] if rho is None else rho,
+                       eps=defaults["eps"] if eps is None else eps,
+                       weight_decay=kwargs.get("weight_decay", self.weight_decay))
 
 
 class AlternatingTrainer(RatingTrainer):

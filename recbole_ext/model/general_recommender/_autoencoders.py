@@ -46,6 +46,14 @@ Deviations: the cited papers tune a weight per source and per term; here one wei
 unknown entries (aSDAE reconstructs the full vector) so that predicted zeros are not
 rewarded. The alternating schedule is one U,V step per batch.
 
+Computation (``fast_path``, default on; off is the reference computation, kept for
+checks): the rating reconstruction computes the output units of the stored entries only
+(:func:`~recbole_ext.model.general_recommender._rating_encoders.observed_mse`) instead of
+every row's full ``n_items`` (``n_users``) outputs, the rating layers' weight gradients
+are built column by column, and prediction encodes each distinct user and item once.
+Training with masking noise draws an independent mask for every occurrence of a user or
+item, so there every occurrence is encoded. The numbers are the same up to float rounding.
+
 The U,V step of Eq. (1) (``with_mf``). From the NRP paper (Eq. 1 and supplementary
 material): λ1 = 1, λ2 = λ3 = 0.5, "SGD with learning rate of 0.1 for the optimization
 over the variables U and V", and 0.26M MF parameters on ml-100k, i.e. (943 + 1682) × 100
@@ -98,6 +106,7 @@ from recbole_ext.model.general_recommender._rating_encoders import (
     build_mlp,
     check_common,
     check_layers,
+    encode_distinct,
     init_dense,
     keep_mask,
     observed_mse,
@@ -117,12 +126,17 @@ class AutoencoderTower(nn.Module):
         kind: ``"asdae"`` or ``"dha"`` (see the module docstring).
         noise_ratio: masking-noise probability during training.
         side_weight: weight of the side-information reconstruction terms.
+        fast: compute the rating reconstruction at the stored entries only
+            (:func:`observed_mse` with ``sampled``), build the rating layers' weight
+            gradients column by column (:class:`FirstLayer`) and, where no masking noise is
+            drawn, encode each distinct id and side-information value once; False is the
+            reference computation (same numbers up to float rounding).
     """
 
     def __init__(self, rows: SparseRatingRows, side: SideInformation | None, layers: Sequence[int],
-                 activation: str, kind: str, noise_ratio: float, side_weight: float) -> None:
+                 activation: str, kind: str, noise_ratio: float, side_weight: float, fast: bool = True) -> None:
         super().__init__()
-        self.rows, self.side, self.kind = rows, side, kind
+        self.rows, self.side, self.kind, self.fast = rows, side, kind, fast
         self.noise_ratio, self.side_weight = noise_ratio, side_weight
         self.act = ACTIVATIONS[activation]()
         spec = side.spec if side is not None else []
@@ -131,7 +145,7 @@ class AutoencoderTower(nn.Module):
             enc = list(layers)
             dec = list(reversed(layers[:-1]))
             # the first layer reads the sparse rating vector (FirstLayer), the others are dense
-            self.encoder = nn.ModuleList([FirstLayer(None, rows.n_cols, enc[0])]
+            self.encoder = nn.ModuleList([FirstLayer(None, rows.n_cols, enc[0], fast=fast)]
                                          + [nn.Linear(a, b) for a, b in zip(enc[:-1], enc[1:])])
             self.decoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(enc[-1:] + dec[:-1], dec))
             # side information enters every hidden layer (V_l x~ in Dong et al.)
@@ -144,8 +158,8 @@ class AutoencoderTower(nn.Module):
         else:
             hidden = list(layers[:-1])
             self.source_encoders = nn.ModuleList(
-                [SourceEncoder(None, rows.n_cols, hidden, activation)]
-                + [SourceEncoder(ftype, width, hidden, activation) for _, ftype, width in spec])
+                [SourceEncoder(None, rows.n_cols, hidden, activation, fast)]
+                + [SourceEncoder(ftype, width, hidden, activation, fast) for _, ftype, width in spec])
             self.fuse = nn.Linear(hidden[-1] * len(self.source_encoders), layers[-1])
             widths = [rows.n_cols] + [width for _, _, width in spec]
             self.source_decoders = nn.ModuleList(
@@ -156,7 +170,7 @@ class AutoencoderTower(nn.Module):
         """Clean rating vectors, their keep mask (one weight per rating), side values and their keep masks."""
         ratings = self.rows.gather(ids)
         side_values = [self.side.tokens(f, ids) for f, _, _ in self.side.spec] if self.side else []
-        if not (self.training and self.noise_ratio > 0):
+        if not self._noisy():
             return ratings, None, side_values, [None] * len(side_values)
         keep = keep_mask(ratings.values, self.noise_ratio)
         side_keep = [keep_mask(v, self.noise_ratio) for v in side_values]
@@ -171,6 +185,14 @@ class AutoencoderTower(nn.Module):
         The corrupted input is the clean one with masked entries dropped; the targets are
         the clean ratings and side vectors.
         """
+        if self.fast and not reconstruct and not self._noisy():
+            return encode_distinct(lambda distinct: self._forward(distinct, False)[0], ids), None
+        return self._forward(ids, reconstruct)
+
+    def _noisy(self) -> bool:
+        return self.training and self.noise_ratio > 0
+
+    def _forward(self, ids: torch.Tensor, reconstruct: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         ratings, keep, side_values, side_keep = self._inputs(ids)
         if self.kind == "asdae":
             hidden = self.act(self.encoder[0](ratings, keep) + self._side_sum(0, side_values, side_keep))
@@ -181,15 +203,16 @@ class AutoencoderTower(nn.Module):
                 return code, None
             for index, layer in enumerate(self.decoder, start=len(self.encoder)):
                 hidden = self.act(layer(hidden) + self._side_sum(index, side_values, side_keep))
-            loss = observed_mse(hidden, self.rating_out, ratings)
+            loss = observed_mse(hidden, self.rating_out, ratings, sampled=self.fast)
             side_hat = [out(hidden) for out in self.side_out]
         else:
             parts = [self.source_encoders[0](ratings, keep)]
-            parts += [enc(v, k) for enc, v, k in zip(self.source_encoders[1:], side_values, side_keep)]
+            codes = [self.side.codes(f, ids) for f, _, _ in self.side.spec] if self.side else []
+            parts += [enc(v, k, c) for enc, v, k, c in zip(self.source_encoders[1:], side_values, side_keep, codes)]
             code = self.act(self.fuse(torch.cat(parts, dim=1)))
             if not reconstruct:
                 return code, None
-            loss = observed_mse(self.source_decoders[0](code), self.source_outputs[0], ratings)
+            loss = observed_mse(self.source_decoders[0](code), self.source_outputs[0], ratings, sampled=self.fast)
             side_hat = [out(dec(code)) for dec, out in zip(self.source_decoders[1:], self.source_outputs[1:])]
         if side_hat:
             targets = [self.side.dense(index, ids) for index in range(len(side_hat))]
@@ -224,6 +247,8 @@ class AutoencoderRatingModel(GeneralRecommender):
                                   non_negative_float, "a float >= 0")
         self.rating_weight = check_param(name, "rating_weight", config["rating_weight"],
                                          non_negative_float, "a float >= 0")
+        fast = check_param(name, "fast_path", True if config["fast_path"] is None else config["fast_path"],
+                           [True, False])
 
         ratings = rating_matrix(dataset, self.LABEL)
         user_side = item_side = None
@@ -231,9 +256,9 @@ class AutoencoderRatingModel(GeneralRecommender):
             user_side = SideInformation(dataset, "user", config["user_side_fields"] or [], name)
             item_side = SideInformation(dataset, "item", config["item_side_fields"] or [], name)
         self.user_tower = AutoencoderTower(SparseRatingRows(ratings), user_side, layers, activation,
-                                           self.tower_kind, noise, side_weight)
+                                           self.tower_kind, noise, side_weight, fast)
         self.item_tower = AutoencoderTower(SparseRatingRows(ratings.T), item_side, layers, activation,
-                                           self.tower_kind, noise, side_weight)
+                                           self.tower_kind, noise, side_weight, fast)
         self.apply(init_dense)
         if self.with_mf:
             self.user_weight = check_param(name, "user_tie_weight", config["user_tie_weight"],

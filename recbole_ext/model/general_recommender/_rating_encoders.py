@@ -21,6 +21,7 @@ Recommender Systems: Prediction versus Regularization", arXiv:2010.06070 (2020).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -29,6 +30,7 @@ import scipy.sparse as sp
 import torch
 from recbole.utils import FeatureSource, FeatureType
 from torch import nn
+from torch.nn import functional as F
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "selu": nn.SELU, "tanh": nn.Tanh}
 
@@ -135,17 +137,86 @@ class SparseRatingRows(nn.Module):
         return dense
 
 
-def observed_mse(hidden: torch.Tensor, output: nn.Linear, target: RatingBatch) -> torch.Tensor:
+def _column_sums(target: RatingBatch, weights: torch.Tensor, rows: torch.Tensor, n_cols: int) -> torch.Tensor:
+    """``out[c] = sum of weights[e] * rows[target.rows[e]]`` over the entries ``e`` in column ``c``: ``[n_cols, d]``.
+
+    The weight gradient of a layer that reads (or writes) one weight row per stored entry.
+    The entries are grouped by column and each column's sum is one bag of an
+    ``EmbeddingBag`` over ``rows`` (the batch's few gradient or hidden rows, which stay in
+    cache), so every weight-gradient row is written once; PyTorch's own ``EmbeddingBag``
+    backward adds every entry into a zero-filled table instead.
+    """
+    by_column = torch.argsort(target.cols)
+    counts = torch.bincount(target.cols, minlength=n_cols)
+    return F.embedding_bag(target.rows[by_column], rows, torch.cumsum(counts, 0) - counts,
+                           mode="sum", per_sample_weights=weights[by_column])
+
+
+class _RatingBag(torch.autograd.Function):
+    """``sum over the entries of each row of values[e] * weight[cols[e]]``: the first layer over
+    a batch of sparse rating vectors (``EmbeddingBag`` forward, :func:`_column_sums` backward)."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, target: RatingBatch, values: torch.Tensor) -> torch.Tensor:
+        ctx.target, ctx.values, ctx.n_cols = target, values, weight.shape[0]
+        return F.embedding_bag(target.cols, weight, target.offsets, mode="sum", per_sample_weights=values)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return _column_sums(ctx.target, ctx.values, grad, ctx.n_cols), None, None
+
+
+class _ObservedLinear(torch.autograd.Function):
+    """``(hidden @ weight.T + bias)[rows, cols]``: the output units of the stored entries only.
+
+    Forward is a sampled matrix product (one dot product per entry). Backward: the
+    gradient of ``hidden`` sums, for each row, the weight rows of its entries (an
+    ``EmbeddingBag`` over the weight); the gradient of ``weight`` sums, for each output
+    unit, the hidden rows of the entries that read it (an ``EmbeddingBag`` over
+    ``hidden`` with the entries grouped by column).
+    """
+
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                target: RatingBatch) -> torch.Tensor:
+        ctx.save_for_backward(hidden, weight)
+        ctx.target = target
+        pointers = torch.cat([target.offsets, target.offsets.new_tensor([len(target.cols)])])
+        with warnings.catch_warnings():  # PyTorch calls its sparse CSR support beta, once per process
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            pattern = torch.sparse_csr_tensor(pointers, target.cols, bias[target.cols],
+                                              (target.n_rows, weight.shape[0]), check_invariants=False)
+        return torch.sparse.sampled_addmm(pattern, hidden, weight.t()).values()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        hidden, weight = ctx.saved_tensors
+        target = ctx.target
+        grad_hidden = F.embedding_bag(target.cols, weight, target.offsets, mode="sum", per_sample_weights=grad)
+        grad_weight = _column_sums(target, grad, hidden, weight.shape[0])
+        grad_bias = torch.zeros(weight.shape[0], dtype=grad.dtype, device=grad.device).index_add_(0, target.cols, grad)
+        return grad_hidden, grad_weight, grad_bias, None
+
+
+def observed_mse(hidden: torch.Tensor, output: nn.Linear, target: RatingBatch, sampled: bool = True) -> torch.Tensor:
     """Mean squared error of ``output(hidden)`` against ``target`` at the observed entries only.
 
     Unknown ratings are not zeros to predict, so only the stored entries of ``target``
-    count. The dense output rows are computed (one matrix product, which on CPU is much
-    faster than per-entry dot products gathered from the weight) and then indexed; no
-    dense target or mask is built. No entry gives 0.
+    count; no dense target or mask is built. No entry gives 0.
+
+    Args:
+        sampled: compute only the output units of the stored entries (:class:`_ObservedLinear`);
+            False computes the dense output rows and indexes them (the reference: same
+            numbers up to float rounding, several times the arithmetic when a row's
+            stored entries are a small share of its width).
     """
     if len(target.values) == 0:
         return hidden.sum() * 0.0
-    prediction = output(hidden)[target.rows, target.cols]
+    if sampled:
+        bias = output.bias if output.bias is not None else hidden.new_zeros(output.out_features)
+        prediction = _ObservedLinear.apply(hidden, output.weight, bias, target)
+    else:
+        prediction = output(hidden)[target.rows, target.cols]
     return ((prediction - target.values) ** 2).mean()
 
 
@@ -210,6 +281,9 @@ class SideInformation(nn.Module):
             else:
                 values = values.float()
             self.register_buffer(f"feat_{field}", values, persistent=False)
+            # ids with equal values share a code, so a batch can encode each value once
+            codes = torch.unique(values, dim=0, return_inverse=True)[1]
+            self.register_buffer(f"code_{field}", codes, persistent=False)
 
     @property
     def widths(self) -> list[int]:
@@ -219,6 +293,10 @@ class SideInformation(nn.Module):
     def tokens(self, field: str, ids: torch.Tensor) -> torch.Tensor:
         """``[B, L]`` token ids (0 = padding) or ``[B, L]`` float values of ``field``."""
         return getattr(self, f"feat_{field}")[ids]
+
+    def codes(self, field: str, ids: torch.Tensor) -> torch.Tensor:
+        """``[B]`` value codes of ``field``: equal exactly where :meth:`tokens` gives equal rows."""
+        return getattr(self, f"code_{field}")[ids]
 
     def dense(self, index: int, ids: torch.Tensor) -> torch.Tensor:
         """Multi-hot (token fields) or raw (float fields) input vector of source ``index``: ``[B, width]``."""
@@ -243,11 +321,15 @@ class FirstLayer(nn.Module):
     * float fields: a plain linear layer.
 
     ``keep`` optionally weights each input entry (masking noise of the denoising
-    autoencoders); for ratings it has one weight per stored entry.
+    autoencoders); for ratings it has one weight per stored entry. With ``fast`` the
+    rating layer's weight gradient is built column by column (:class:`_RatingBag`; the
+    same sums as ``EmbeddingBag``'s backward, added in another order).
     """
 
-    def __init__(self, ftype: FeatureType | None, width: int, out_features: int, bias: bool = True) -> None:
+    def __init__(self, ftype: FeatureType | None, width: int, out_features: int, bias: bool = True,
+                 fast: bool = True) -> None:
         super().__init__()
+        self.fast = fast
         self.kind = "rating" if ftype is None else "token" if ftype in _TOKEN_TYPES else "float"
         if self.kind == "float":
             self.linear = nn.Linear(width, out_features, bias=bias)
@@ -262,7 +344,10 @@ class FirstLayer(nn.Module):
             return self.linear(values if keep is None else values * keep)
         if self.kind == "rating":
             weights = values.values if keep is None else values.values * keep
-            out = self.bag(values.cols, values.offsets, per_sample_weights=weights)
+            if self.fast:
+                out = _RatingBag.apply(self.bag.weight, values, weights)
+            else:
+                out = self.bag(values.cols, values.offsets, per_sample_weights=weights)
         else:
             # a repeated token in a token_seq counts once, as in a multi-hot vector
             tokens, keep = _drop_repeats(values, keep)
@@ -281,6 +366,26 @@ def _drop_repeats(tokens: torch.Tensor, keep: torch.Tensor | None) -> tuple[torc
     return ordered.masked_fill(repeated, 0), keep
 
 
+def encode_distinct(encode, values: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
+    """``encode(values)``, computed once per distinct key and copied to the key's repeats.
+
+    ``keys`` (``[B]``, default ``values``, then 1-D) must be equal only where the rows of
+    ``values`` are equal, and ``encode`` must map every row on its own (no batch
+    statistics). Then the output is the same, and so is every gradient: indexing's
+    backward sums the gradients of the copies into their distinct row, which is the sum
+    the repeated rows' own backward passes would add into the weights. A side field of
+    few values (age, gender, occupation, genre combinations) and a user or item that
+    occurs several times in a batch are encoded once instead of once per rating.
+    """
+    keys = values if keys is None else keys
+    distinct, inverse = torch.unique(keys, return_inverse=True)
+    if len(distinct) == len(keys):
+        return encode(values)
+    # any occurrence of a key stands for all of them
+    first = torch.empty_like(distinct).scatter_(0, inverse, torch.arange(len(keys), device=keys.device))
+    return encode(values[first])[inverse]
+
+
 class SourceEncoder(nn.Module):
     """Encoder of one information source: ``FirstLayer`` then fully connected layers.
 
@@ -290,15 +395,27 @@ class SourceEncoder(nn.Module):
         width: input width.
         layers: widths of the encoder layers, e.g. ``[500, 200, 100]``.
         activation: a key of :data:`ACTIVATIONS`.
+        fast: encode each distinct side-information value of a batch once
+            (:func:`encode_distinct` over the ``keys`` given to :meth:`forward`) when no
+            masking noise is applied, and use :class:`FirstLayer`'s fast rating backward.
     """
 
-    def __init__(self, ftype: FeatureType | None, width: int, layers: Sequence[int], activation: str) -> None:
+    def __init__(self, ftype: FeatureType | None, width: int, layers: Sequence[int], activation: str,
+                 fast: bool = True) -> None:
         super().__init__()
-        self.first = FirstLayer(ftype, width, layers[0])
+        self.first = FirstLayer(ftype, width, layers[0], fast=fast)
         self.act = ACTIVATIONS[activation]()
         self.rest = build_mlp(list(layers), activation)
+        self.distinct = fast and self.first.kind != "rating"
 
-    def forward(self, values, keep: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, values, keep: torch.Tensor | None = None, keys: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, layers[-1]]``; ``keys`` (``[B]``, e.g. :meth:`SideInformation.codes`) are equal
+        exactly where the rows of ``values`` are."""
+        if self.distinct and keep is None and keys is not None:
+            return encode_distinct(self._encode, values, keys)
+        return self._encode(values, keep)
+
+    def _encode(self, values, keep: torch.Tensor | None = None) -> torch.Tensor:
         return self.rest(self.act(self.first(values, keep)))
 
 

@@ -37,8 +37,12 @@ tokenisation.
 The first layer over a rating vector sums the rows of its weight for the rated items,
 weighted by the ratings (:class:`~recbole_ext.model.general_recommender._rating_encoders.FirstLayer`),
 which equals the dense product but costs the number of ratings of the batch's users
-(items) rather than ``B x n_items``: on ml-100k one training batch of 256 went from
-88 to 63 CPU-ms.
+(items) rather than ``B x n_items``. With ``fast_path`` (the default) a batch encodes each
+distinct user and item once, and each distinct value of a side field once (an age group,
+a genre combination), instead of once per rating: the same numbers and gradients
+(:func:`~recbole_ext.model.general_recommender._rating_encoders.encode_distinct`) for
+about half the fully connected arithmetic at ML-1M's sizes (timings in
+``benchmarks/results/nrp/speed.md``).
 
 Deviations and choices not fixed by the paper:
     * The first layer of a token-field encoder is an ``EmbeddingBag`` (sum), which equals
@@ -74,6 +78,7 @@ from recbole_ext.model.general_recommender._rating_encoders import (
     build_mlp,
     check_common,
     check_layers,
+    encode_distinct,
     init_dense,
     keep_mask,
     rating_matrix,
@@ -92,18 +97,25 @@ class DirectTower(nn.Module):
         n_ids: number of ids for an ID-embedding source, or 0 for none.
         id_size: width of the ID embedding.
         input_dropout: probability of dropping each rating-vector entry during training.
+        fast: encode each distinct id (and side-information value) of a batch once when
+            every copy has the same input (:func:`encode_distinct`), and build the rating
+            layer's weight gradient column by column; False is the reference computation
+            (every rating's copy encoded, PyTorch's ``EmbeddingBag`` backward; the same
+            numbers up to float rounding).
     """
 
     def __init__(self, rows: SparseRatingRows, side: SideInformation | None, layers: list[int],
-                 activation: str, n_ids: int, id_size: int, input_dropout: float = 0.0) -> None:
+                 activation: str, n_ids: int, id_size: int, input_dropout: float = 0.0,
+                 fast: bool = True) -> None:
         super().__init__()
         self.rows = rows
         self.input_dropout = input_dropout
+        self.fast = fast
         self.side = side
-        self.rating_encoder = SourceEncoder(None, rows.n_cols, layers, activation)
+        self.rating_encoder = SourceEncoder(None, rows.n_cols, layers, activation, fast)
         spec = side.spec if side is not None else []
         self.side_encoders = nn.ModuleList(
-            SourceEncoder(ftype, width, layers, activation) for _, ftype, width in spec)
+            SourceEncoder(ftype, width, layers, activation, fast) for _, ftype, width in spec)
         self.id_embedding = nn.Embedding(n_ids, id_size) if n_ids else None
         self.out_features = layers[-1] * (1 + len(spec)) + (id_size if n_ids else 0)
 
@@ -113,6 +125,12 @@ class DirectTower(nn.Module):
         ``hide`` (``[B]``, optional) names one column per row whose rating is left out of
         the rating vector: the rating being predicted, during training.
         """
+        # copies of an id differ only when their rating vectors are masked per rating
+        if self.fast and hide is None and not (self.training and self.input_dropout > 0):
+            return encode_distinct(self._encode, ids)
+        return self._encode(ids, hide)
+
+    def _encode(self, ids: torch.Tensor, hide: torch.Tensor | None = None) -> torch.Tensor:
         ratings = self.rows.gather(ids)
         keep = None if hide is None else (ratings.cols != hide[ratings.rows]).float()
         if self.training and self.input_dropout > 0:
@@ -121,7 +139,7 @@ class DirectTower(nn.Module):
         parts = [self.rating_encoder(ratings, keep)]
         if self.side is not None:
             for (field, _, _), encoder in zip(self.side.spec, self.side_encoders):
-                parts.append(encoder(self.side.tokens(field, ids)))
+                parts.append(encoder(self.side.tokens(field, ids), keys=self.side.codes(field, ids)))
         if self.id_embedding is not None:
             parts.append(self.id_embedding(ids))
         return torch.cat(parts, dim=1)
@@ -160,6 +178,8 @@ class NRP(GeneralRecommender):
         input_dropout = check_param(name, "rating_input_dropout", config["rating_input_dropout"] or 0.0,
                                     unit_interval_float, "a probability in [0, 1)")
         clip = check_param(name, "clip_predictions", config["clip_predictions"] or False, [True, False])
+        fast = check_param(name, "fast_path", True if config["fast_path"] is None else config["fast_path"],
+                           [True, False])
 
         ratings = rating_matrix(dataset, self.LABEL)
         user_side = item_side = None
@@ -167,9 +187,9 @@ class NRP(GeneralRecommender):
             user_side = SideInformation(dataset, "user", config["user_side_fields"] or [], name)
             item_side = SideInformation(dataset, "item", config["item_side_fields"] or [], name)
         self.user_tower = DirectTower(SparseRatingRows(ratings, norm), user_side, layers, activation,
-                                      self.n_users if use_ids else 0, id_size, input_dropout)
+                                      self.n_users if use_ids else 0, id_size, input_dropout, fast)
         self.item_tower = DirectTower(SparseRatingRows(ratings.T, norm), item_side, layers, activation,
-                                      self.n_items if use_ids else 0, id_size, input_dropout)
+                                      self.n_items if use_ids else 0, id_size, input_dropout, fast)
         labels = dataset.inter_feat[self.LABEL]
         self.rating_range = (float(labels.min()), float(labels.max())) if clip else None
         joint = self.user_tower.out_features + self.item_tower.out_features
