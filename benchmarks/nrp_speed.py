@@ -1,7 +1,9 @@
 """Training speed of the NRP family: this checkout against a baseline commit, interleaved.
 
-``python -m benchmarks.nrp_speed [--baseline-commit a6cd8fe | --baseline-src DIR] [--pairs 3]
-[--steps 300] [--ae-steps 100] [--models NRP NRPaSDAE ...] [--full-epoch] [--ml100k] [--check-epochs 2] [--quick]``
+``python -m benchmarks nrp --only speed`` runs the committed measurement (the arguments below as
+in ``results/nrp/speed.md``); ``python -m benchmarks.nrp_speed [--baseline-commit a6cd8fe |
+--baseline-src DIR] [--pairs 3] [--steps 300] [--ae-steps 100] [--models NRP NRPaSDAE ...]
+[--full-epoch] [--ml100k] [--check-epochs 2] [--quick]`` chooses them.
 
 Every measurement is a fresh subprocess with ``OMP_NUM_THREADS=1`` that imports
 ``recbole_ext`` from one source tree (this checkout, or a ``git worktree`` of the
@@ -22,7 +24,9 @@ Parts (each on by default except where noted):
 * ``--check-epochs N``: N epochs of NRP-direct on ML-1M (same seed) on both trees, with the
   validation RMSE after every epoch, to show that the new code trains the same model.
 
-Results: ``benchmarks/results/nrp/speed.{json,md}`` (``speed_quick.*`` with ``--quick``).
+Results: ``benchmarks/results/nrp/speed.{json,md}`` (``--quick``: under ``results/quick/``).
+The worker builds the run by hand instead of with ``prepare_run`` because it also runs on the
+baseline tree, which predates it.
 """
 
 from __future__ import annotations
@@ -39,7 +43,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve()
 REPO_ROOT = HERE.parent.parent
-RESULTS = REPO_ROOT / "benchmarks" / "results" / "nrp"
+# as benchmarks.common has it; not imported, because workers run this file inside the baseline tree
+RESULTS_DIR = Path(os.environ.get("RECBOLE_EXT_BENCH_RESULTS", REPO_ROOT / "benchmarks" / "results"))
+
+ARGUMENTS = ["--pairs", "3", "--steps", "300", "--ae-steps", "100", "--ml100k", "--full-epoch", "--check-epochs", "2"]
 DEFAULT_BASELINE = "a6cd8fe"
 ML1M_PRESETS = {"NRP": "nrp-ml-1m", "NRPaSDAE": "nrp-ml-1m-nrpasdae", "NRPDHA": "nrp-ml-1m-nrpdha",
                 "ASDAE": "nrp-ml-1m-asdae", "DHA": "nrp-ml-1m-dha"}
@@ -173,9 +180,11 @@ def _list(values, fmt: str) -> str:
 
 
 def write_tables(store: dict, command: str) -> Path:
-    """``<stem>.json`` (every run) and ``<stem>.md`` (the tables) under ``benchmarks/results/nrp``."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{store['stem']}.json").write_text(json.dumps(store, indent=1, sort_keys=True) + "\n")
+    """``speed.json`` (every run) and ``speed.md`` (the tables) under ``benchmarks/results/nrp``."""
+    results = (RESULTS_DIR / "quick" if store["quick"] else RESULTS_DIR) / "nrp"
+    results.mkdir(parents=True, exist_ok=True)
+    record = {key: value for key, value in store.items() if key != "quick"}
+    (results / "speed.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     lines = ["# NRP family: training speed, new code vs baseline", "",
              f"Command: `{command}`", "",
              f"Baseline `{store['baseline']}`, new `{store['new']}`, started {store['started']}. One thread "
@@ -208,7 +217,7 @@ def write_tables(store: dict, command: str) -> Path:
                          f"| {a:.6f} | {b:.6f} | {b - a:+.1e} |")
     lines += ["", "Rows timed over N steps give the median per-step time of N steps (after warm-up "
                   "steps) times the epoch's number of batches; 'epoch' rows time whole training epochs."]
-    path = RESULTS / f"{store['stem']}.md"
+    path = results / "speed.md"
     path.write_text("\n".join(lines) + "\n")
     print(f"wrote {path.relative_to(REPO_ROOT)}", flush=True)
     return path
@@ -246,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     store = {"baseline": args.baseline_src.name if args.baseline_src else args.baseline_commit,
              "new": head + (" + uncommitted changes" if dirty else ""), "command": command,
              "started": time.strftime("%Y-%m-%d %H:%M:%S"), "measurements": {}, "log": [],
-             "stem": "speed_quick" if args.quick else "speed"}
+             "suite": "nrp", "part": "speed", "quick": args.quick}
     try:
         base = {"data_path": str(data), "warmup": args.warmup}
         for model in args.models:

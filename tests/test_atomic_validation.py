@@ -148,7 +148,7 @@ def test_kg_field_left_out_by_load_col(tmp_path):
 
 
 def test_link_rows_for_unknown_items_are_a_warning_with_count_and_ids(tmp_path):
-    root = dataset(tmp_path, link=file_text(dataset(tmp_path), "link") + "998\te1\n999\te2\n")
+    root = dataset(tmp_path, link=file_text(dataset(tmp_path), "link") + "998\tx1\n999\tx2\n")
     warnings = check(tmp_path, root, model="KNI", load_col=KG_LOAD)
     assert len(warnings) == 1
     assert ("broken.link: 2 of 62 rows name an item that is in no interaction (broken.inter), "
@@ -307,7 +307,7 @@ def test_results_are_cached_until_the_file_changes(tmp_path, monkeypatch):
 
 
 def test_kg_cross_check_is_cached_with_its_warnings(tmp_path, monkeypatch):
-    root = dataset(tmp_path, link=file_text(dataset(tmp_path), "link") + "999\te1\n")
+    root = dataset(tmp_path, link=file_text(dataset(tmp_path), "link") + "999\tx1\n")
     first = check(tmp_path, root, model="KNI", load_col=KG_LOAD)
     assert any("'999'" in w for w in first)
     calls = []
@@ -316,7 +316,7 @@ def test_kg_cross_check_is_cached_with_its_warnings(tmp_path, monkeypatch):
                         lambda *a, **k: calls.append(a[0]) or real(*a, **k))
     assert check(tmp_path, root, model="KNI", load_col=KG_LOAD) == first
     assert calls == []
-    (root / NAME / f"{NAME}.link").write_text(file_text(root, "link").replace("999\te1\n", ""))
+    (root / NAME / f"{NAME}.link").write_text(file_text(root, "link").replace("999\tx1\n", ""))
     assert check(tmp_path, root, model="KNI", load_col=KG_LOAD) == []
     assert sorted(p.suffix for p in calls) == [".inter", ".kg", ".link"]  # values re-read
 

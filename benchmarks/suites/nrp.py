@@ -16,6 +16,8 @@ Parts (``--only`` takes part names, model names or variant keys ``variant1``...)
   the ``nrp-ml-100k-averaged`` preset (a moving average of the weights, with and without
   dropout on the training rating vectors); and MF with the average or run up to 300 epochs
   (``VARIANT_MODELS``). Every seed.
+- ``speed`` (only alone): training speed of the NRP family against the baseline commit
+  (:mod:`benchmarks.nrp_speed`), ``results/nrp/speed.{json,md}``.
 - ``ml1m``: ml-1m converted by ``dataset_atomic movielens`` from ``../shared/data/raw/ml-1m``,
   presets ``nrp-ml-1m[-<model>]`` (Table 6's ml-1m rows, encoders [1000, 500, 300, 100]).
 
@@ -274,6 +276,11 @@ Command: `OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python -m benchmarks nrp{' --quick
 
 
 def main(args) -> None:
+    if args.only == ["speed"]:  # the training-speed comparison with the baseline commit
+        from benchmarks import nrp_speed
+
+        nrp_speed.main(["--quick"] if args.quick else nrp_speed.ARGUMENTS)
+        return
     store = ResultStore("nrp", "runs", quick=args.quick, resume=args.resume)
     run_jobs(store, plan(args.quick, args.seeds, args.only), args.quick)
     write_table(store, args.quick)
