@@ -72,6 +72,9 @@ AUTOENCODERS = ["DHA", "NRPDHA", "ASDAE", "NRPaSDAE"]
 # NRP-direct ~20 CPU-s per epoch, each autoencoder model ~45-55, MF ~0.5).
 # NRP-direct's validation RMSE bottoms out after 4-8 epochs (seed 2020, table2 settings).
 FULL_EPOCHS = {"BiasedMF": 40, "NRP": 20, **{m: 3 for m in AUTOENCODERS}}
+# ml-1m (part ml1m): an NRP-direct epoch takes about 8 CPU minutes on one thread
+# (results/nrp/speed.md), so NRP-direct gets up to 30 epochs; MF runs to convergence
+ML1M_EPOCHS = {"BiasedMF": 300, "NRP": 30, **{m: 10 for m in AUTOENCODERS}}
 # variant label -> settings on top of the table2 preset (part ``variants``); the model is
 # NRP-direct unless VARIANT_MODELS names another
 AVERAGED_PRESET = "nrp-ml-100k-averaged"
@@ -165,7 +168,8 @@ def plan(quick: bool, seeds: list[int] | None, only: list[str] | None) -> list[t
         jobs += [("variants", label, s) for label in VARIANTS for s in seeds
                  if VARIANT_MODELS.get(label) not in AUTOENCODERS or s == seeds[0]]
         if only is not None and "ml1m" in only:  # hours per run on CPU: only when asked for
-            jobs += [("ml1m", m, s) for s in first for m in direct + encoders]
+            jobs += [("ml1m", m, s) for s in seeds for m in direct]
+            jobs += [("ml1m", m, s) for s in (seeds if named else first) for m in encoders]
     parts = [p for p in ("table2", "noside", "variants", "ml1m") if only and p in only]
     models = [m for m in MODELS if only and m in only]
     variants = [label for label, key in VARIANT_KEYS.items() if only and key in only]
@@ -175,10 +179,11 @@ def plan(quick: bool, seeds: list[int] | None, only: list[str] | None) -> list[t
             if (not parts or p in parts) and (not models or m in models or (p == "variants" and "NRP" in models))]
 
 
-def settings_for(model: str, quick: bool) -> dict:
+def settings_for(model: str, quick: bool, part: str = "table2") -> dict:
     if quick:
         return {"epochs": QUICK_EPOCHS, "stopping_step": QUICK_EPOCHS, **QUICK_SIZES}
-    return {"epochs": FULL_EPOCHS[model], "stopping_step": FULL_STOPPING}
+    budget = ML1M_EPOCHS if part == "ml1m" else FULL_EPOCHS
+    return {"epochs": budget[model], "stopping_step": FULL_STOPPING}
 
 
 def run_jobs(store: ResultStore, jobs: list[tuple[str, str, int]], quick: bool) -> None:
@@ -187,7 +192,7 @@ def run_jobs(store: ResultStore, jobs: list[tuple[str, str, int]], quick: bool) 
         key = f"{part}/{VARIANT_KEYS.get(label, label)}/{seed}"
         if store.done(key):
             continue
-        settings = {"seed": seed, **settings_for(model, quick), **VARIANTS.get(label, {})}
+        settings = {"seed": seed, **settings_for(model, quick, part), **VARIANTS.get(label, {})}
         if part == "ml1m":
             dataset = ensure_converted("movielens", "ml-1m", "ml-1m")
             preset = ML1M_PRESETS[model]
