@@ -10,7 +10,12 @@ Importing the package changes nothing in RecBole; :func:`register_with_recbole` 
 
 from recbole_ext.config import Config
 from recbole_ext.plugin import register_with_recbole
-from recbole_ext.quick_start import load_data_and_model, objective_function, prepare_run, run_recbole_ext
+from recbole_ext.quick_start import (
+    load_data_and_model,
+    objective_function,
+    prepare_run,
+    run_recbole_ext,
+)
 from recbole_ext.registry import get_model, get_trainer, list_models
 
 __version__ = "0.1.0"

@@ -134,10 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         from recbole_ext.recommend import recommend_main
 
         return recommend_main(args, overrides)
-    if args.topk is not None:  # without --recommend, --topk is RecBole's config key
-        from recbole_ext.config import parse_value
+    from recbole_ext.config import parse_value
 
-        overrides["topk"] = parse_value(args.topk)
+    # without --recommend, --topk and --output are config keys (RecBole's topk, RNNCCE's output)
+    for key in ("topk", "output"):
+        if getattr(args, key) is not None:
+            overrides[key] = parse_value(getattr(args, key))
     if args.trust_legacy_checkpoint:
         overrides["trust_legacy_checkpoint"] = True
     common = {"model": args.model, "dataset": args.dataset, "config_file_list": args.config_files,

@@ -22,7 +22,11 @@ from typing import Any
 import torch
 from recbole.utils import init_logger, init_seed
 
-from recbole_ext.checkpoint import config_from_checkpoint, load_checkpoint, load_model_state
+from recbole_ext.checkpoint import (
+    config_from_checkpoint,
+    load_checkpoint,
+    load_model_state,
+)
 from recbole_ext.config import Config, global_rank
 from recbole_ext.data import create_dataset, data_preparation
 from recbole_ext.model.repairs import complete_recbole_model

@@ -112,3 +112,16 @@ def test_demo_compares_and_recommends(tmp_path):
     assert re.search(r"LEPORID initialisation: [+-]\d+% recall@10", proc.stdout)
     ranks = re.findall(r"^\s+(\d)\. item\s+\d+", proc.stdout, re.M)
     assert ranks == ["1", "2", "3", "4", "5"], proc.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_untied_rnncce_trains_without_naming_the_tying_loss(tiny_dataset, tmp_path):
+    data_path, name = tiny_dataset
+    out = tmp_path / "r.json"
+    proc = run_cli("--model", "RNNCCE", "--dataset", name, f"--data_path={data_path}", "--output", "untied",
+                   "--load_col={'inter': ['user_id', 'item_id', 'timestamp']}", "--MAX_ITEM_LIST_LENGTH=10",
+                   "--embedding_size=8", "--hidden_size=8", "--epochs=1", "--state=ERROR", "--show_progress=False",
+                   f"--checkpoint_dir={tmp_path}", "--results", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    config = json.loads(out.read_text())["config"]
+    assert (config["output"], config["tying_loss"]) == ("untied", "none")

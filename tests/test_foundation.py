@@ -14,7 +14,7 @@ from recbole_ext.config import ConfigError, UnknownConfigKeyWarning, parse_value
 from recbole_ext.data import DatasetNotFoundError
 from recbole_ext.registry import PLUGIN_MODELS, UnknownModelError
 from recbole_ext.trainer.mixin import ExtTrainerMixin
-from recbole_ext.utils import check_param, positive_int, to_plain
+from recbole_ext.utils import to_plain
 
 
 # --- registry ---------------------------------------------------------------------
@@ -149,12 +149,21 @@ def test_parse_value_reads_literals():
     assert parse_value("leporid") == "leporid"
 
 
-def test_check_param_message():
-    with pytest.raises(ValueError, match=r"The 'cell' parameter of RNNCCE must be one of \['gru', 'lstm'\]. Got 'rnn' instead."):
-        check_param("RNNCCE", "cell", "rnn", {"gru", "lstm"})
-    with pytest.raises(ValueError, match="must be a positive int. Got 0 instead"):
-        check_param("M", "dim", 0, positive_int, "a positive int")
-    assert check_param("M", "dim", 4, positive_int, "a positive int") == 4
+def test_parameter_spec_message_rules_and_derived_defaults():
+    from recbole_ext.params import ParamSpec, Rule, choice, integer
+
+    spec = ParamSpec({"cell": choice("gru", "lstm"), "dim": integer(1), "width": integer(1)},
+                     rules=(Rule(("dim", "width"), lambda d, w: d <= w, "dim {dim} must be at most width {width}"),),
+                     derived={"width": lambda config: config["dim"] * 2})
+    with pytest.raises(ValueError, match=r"The 'cell' parameter of M must be one of \['gru', 'lstm'\]. Got 'rnn' instead."):
+        spec.apply("M", {"cell": "rnn", "dim": 4, "width": 4})
+    with pytest.raises(ValueError, match="The 'dim' parameter of M must be a positive int. Got 0 instead"):
+        spec.apply("M", {"cell": "gru", "dim": 0, "width": 4})
+    with pytest.raises(ValueError, match="^M: dim 5 must be at most width 4$"):
+        spec.apply("M", {"cell": "gru", "dim": 5, "width": 4})
+    config = {"cell": "gru", "dim": 3, "width": None}
+    spec.apply("M", config)
+    assert config["width"] == 6  # unset: follows dim
 
 
 # --- data -------------------------------------------------------------------------

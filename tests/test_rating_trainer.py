@@ -83,6 +83,5 @@ def test_without_averaging_nothing_is_swapped(make_config):
 
 @pytest.mark.parametrize("value", [1.0, -0.1, "strong"])
 def test_bad_decay_is_named(make_config, value):
-    config, _, model, _ = pipeline(make_config, "NRP", use_side_info=False, weight_averaging=value)
-    with pytest.raises(ValueError, match="'weight_averaging' parameter of NRP"):
-        get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    with pytest.raises(ValueError, match=r"'weight_averaging' parameter of NRP must be a float in \[0, 1\)"):
+        pipeline(make_config, "NRP", use_side_info=False, weight_averaging=value)

@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass, field
 from logging import getLogger
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from recbole.utils import ModelType

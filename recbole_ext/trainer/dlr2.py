@@ -27,7 +27,6 @@ from recbole.trainer import Trainer
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
 
-
 class FirstBatches:
     """The first ``limit`` batches of each pass over ``loader``; the LR scheduler steps after each.
 

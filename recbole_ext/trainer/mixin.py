@@ -25,8 +25,8 @@ import uuid
 from functools import lru_cache
 
 from recbole.trainer import Trainer
-from torch.nn.parallel import DistributedDataParallel
 from recbole.utils import get_local_time
+from torch.nn.parallel import DistributedDataParallel
 
 from recbole_ext.checkpoint import (
     checkpoint_config,

@@ -18,7 +18,6 @@ import torch
 from recbole.trainer import Trainer
 
 from recbole_ext.evaluator.rating_metrics import RatingCollector
-from recbole_ext.utils import check_param, unit_interval_float
 
 
 class RMSprop(torch.optim.RMSprop):
@@ -222,8 +221,7 @@ class RatingTrainer(Trainer):
     def __init__(self, config, model) -> None:
         super().__init__(config, model)
         self.eval_collector = RatingCollector(config)
-        decay = check_param(type(model).__name__, "weight_averaging", config["weight_averaging"] or 0.0,
-                            unit_interval_float, "a decay in [0, 1)")
+        decay = config["weight_averaging"] or 0.0  # checked with the model's PARAMS
         self.weight_average = WeightAverage(self.model, float(decay)) if decay else None
         if self.weight_average is not None:
             self.optimizer.register_step_post_hook(lambda *_: self.weight_average.update())

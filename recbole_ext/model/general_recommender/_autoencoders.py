@@ -98,6 +98,7 @@ from torch.nn import functional as F
 
 from recbole_ext.model.general_recommender._rating_encoders import (
     ACTIVATIONS,
+    RATING_MODEL_PARAMS,
     FirstLayer,
     RatingBatch,
     SideInformation,
@@ -105,14 +106,13 @@ from recbole_ext.model.general_recommender._rating_encoders import (
     SparseRatingRows,
     build_mlp,
     check_common,
-    check_layers,
     encode_distinct,
     init_dense,
     keep_mask,
     observed_mse,
     rating_matrix,
 )
-from recbole_ext.utils import check_param, non_negative_float, unit_interval_float
+from recbole_ext.params import ParamSpec, boolean, choice, int_list, real
 
 
 class AutoencoderTower(nn.Module):
@@ -230,25 +230,26 @@ class AutoencoderRatingModel(GeneralRecommender):
     input_type = InputType.POINTWISE
     tower_kind: str = ""
     with_mf: bool = False
+    PARAMS = RATING_MODEL_PARAMS | ParamSpec({
+        "encoder_layers": int_list(2),  # hidden layers, then the representation size
+        "activation": choice(*ACTIVATIONS),
+        "use_side_info": boolean(),
+        "noise_ratio": real(0, 1, high_open=True),
+        "side_reconstruction_weight": real(0),
+        "rating_weight": real(0),
+    })
 
     def __init__(self, config, dataset) -> None:
         super().__init__(config, dataset)
         name = type(self).__name__
+        # parameters (a recbole-ext Config has checked them already; a hand-built config has not)
+        self.PARAMS.apply(name, config)
         check_common(name, config, dataset)
         self.LABEL = config["LABEL_FIELD"]
-        layers = check_layers(name, "encoder_layers", config["encoder_layers"])
-        check_param(name, "encoder_layers", layers, lambda v: len(v) >= 2,
-                    "a list of at least two widths (hidden layers, then the representation size)")
-        activation = check_param(name, "activation", config["activation"], ACTIVATIONS)
-        use_side = check_param(name, "use_side_info", config["use_side_info"], [True, False])
-        noise = check_param(name, "noise_ratio", config["noise_ratio"],
-                            unit_interval_float, "a float in [0, 1)")
-        side_weight = check_param(name, "side_reconstruction_weight", config["side_reconstruction_weight"],
-                                  non_negative_float, "a float >= 0")
-        self.rating_weight = check_param(name, "rating_weight", config["rating_weight"],
-                                         non_negative_float, "a float >= 0")
-        fast = check_param(name, "fast_path", True if config["fast_path"] is None else config["fast_path"],
-                           [True, False])
+        layers, activation, use_side = list(config["encoder_layers"]), config["activation"], config["use_side_info"]
+        noise, side_weight = config["noise_ratio"], config["side_reconstruction_weight"]
+        self.rating_weight = config["rating_weight"]
+        fast = True if config["fast_path"] is None else config["fast_path"]
 
         ratings = rating_matrix(dataset, self.LABEL)
         user_side = item_side = None
@@ -261,14 +262,8 @@ class AutoencoderRatingModel(GeneralRecommender):
                                            self.tower_kind, noise, side_weight, fast)
         self.apply(init_dense)
         if self.with_mf:
-            self.user_weight = check_param(name, "user_tie_weight", config["user_tie_weight"],
-                                           non_negative_float, "a float >= 0")
-            self.item_weight = check_param(name, "item_tie_weight", config["item_tie_weight"],
-                                           non_negative_float, "a float >= 0")
-            self.mf_reg_weight = check_param(name, "mf_reg_weight", config["mf_reg_weight"],
-                                             non_negative_float, "a float >= 0")
-            check_param(name, "mf_learning_rate", config["mf_learning_rate"],
-                        lambda v: non_negative_float(v) and v > 0, "a float > 0")
+            self.user_weight, self.item_weight = config["user_tie_weight"], config["item_tie_weight"]
+            self.mf_reg_weight = config["mf_reg_weight"]
             # n_j, n_k: training ratings per row, to spread Eq. (1)'s once-per-row tie terms
             # over the per-rating U,V steps (see the module docstring)
             self.register_buffer("user_counts", torch.from_numpy(ratings.getnnz(axis=1)).float().clamp(min=1))
@@ -329,3 +324,11 @@ class AutoencoderRatingModel(GeneralRecommender):
         g_item, _ = self.item_tower(torch.arange(self.n_items, device=self.device), reconstruct=False)
         return (g_user @ g_item.T).reshape(-1)
 
+
+# the U,V terms of Eq. (1), read by the models with MF factors (ASDAE, DHA)
+MF_TIE_PARAMS = ParamSpec({
+    "user_tie_weight": real(0),
+    "item_tie_weight": real(0),
+    "mf_reg_weight": real(0),
+    "mf_learning_rate": real(0, low_open=True),
+})

@@ -32,6 +32,8 @@ from recbole.utils import FeatureSource, FeatureType
 from torch import nn
 from torch.nn import functional as F
 
+from recbole_ext.params import ParamSpec, boolean, real
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "selu": nn.SELU, "tanh": nn.Tanh}
 
 _FEATURE_SOURCES = {
@@ -419,14 +421,11 @@ class SourceEncoder(nn.Module):
         return self.rest(self.act(self.first(values, keep)))
 
 
-def check_layers(owner: str, name: str, value) -> list[int]:
-    """Validate a list of layer widths (non-empty, positive ints) and return it as a list."""
-    from recbole_ext.utils import check_param, positive_int
-
-    check_param(owner, name, value,
-                lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(positive_int(w) for w in v),
-                "a non-empty list of positive ints")
-    return list(value)
+# keys every explicit-rating model reads (RatingTrainer reads weight_averaging); ~ keeps them off
+RATING_MODEL_PARAMS = ParamSpec({
+    "fast_path": boolean().or_none(),
+    "weight_averaging": real(0, 1, high_open=True).or_none(),
+})
 
 
 def check_common(owner: str, config, dataset) -> None:

@@ -21,7 +21,10 @@ Tower layout, reconstruction loss and deviations: :mod:`recbole_ext.model.genera
 
 from __future__ import annotations
 
-from recbole_ext.model.general_recommender._autoencoders import AutoencoderRatingModel
+from recbole_ext.model.general_recommender._autoencoders import (
+    MF_TIE_PARAMS,
+    AutoencoderRatingModel,
+)
 
 
 class ASDAE(AutoencoderRatingModel):
@@ -36,3 +39,4 @@ class ASDAE(AutoencoderRatingModel):
 
     tower_kind = "asdae"
     with_mf = True
+    PARAMS = AutoencoderRatingModel.PARAMS | MF_TIE_PARAMS

@@ -27,8 +27,11 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 from torch import nn
 
-from recbole_ext.model.general_recommender._rating_encoders import check_common
-from recbole_ext.utils import check_param, non_negative_float, positive_int
+from recbole_ext.model.general_recommender._rating_encoders import (
+    RATING_MODEL_PARAMS,
+    check_common,
+)
+from recbole_ext.params import ParamSpec, integer, real
 
 
 class BiasedMF(GeneralRecommender):
@@ -41,15 +44,16 @@ class BiasedMF(GeneralRecommender):
     """
 
     input_type = InputType.POINTWISE
+    PARAMS = RATING_MODEL_PARAMS | ParamSpec({"embedding_size": integer(1), "reg_weight": real(0)})
 
     def __init__(self, config, dataset) -> None:
         super().__init__(config, dataset)
         name = type(self).__name__
+        # parameters (a recbole-ext Config has checked them already; a hand-built config has not)
+        self.PARAMS.apply(name, config)
         check_common(name, config, dataset)
         self.LABEL = config["LABEL_FIELD"]
-        size = check_param(name, "embedding_size", config["embedding_size"], positive_int, "a positive int")
-        self.reg_weight = check_param(name, "reg_weight", config["reg_weight"], non_negative_float,
-                                      "a float >= 0")
+        size, self.reg_weight = config["embedding_size"], config["reg_weight"]
         self.user_embedding = nn.Embedding(self.n_users, size)
         self.item_embedding = nn.Embedding(self.n_items, size)
         self.user_bias = nn.Embedding(self.n_users, 1)

@@ -21,7 +21,10 @@ encoder/decoder per source), reconstruction loss and deviations:
 
 from __future__ import annotations
 
-from recbole_ext.model.general_recommender._autoencoders import AutoencoderRatingModel
+from recbole_ext.model.general_recommender._autoencoders import (
+    MF_TIE_PARAMS,
+    AutoencoderRatingModel,
+)
 
 
 class DHA(AutoencoderRatingModel):
@@ -36,3 +39,4 @@ class DHA(AutoencoderRatingModel):
 
     tower_kind = "dha"
     with_mf = True
+    PARAMS = AutoencoderRatingModel.PARAMS | MF_TIE_PARAMS

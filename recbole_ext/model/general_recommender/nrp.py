@@ -72,18 +72,18 @@ from torch import nn
 
 from recbole_ext.model.general_recommender._rating_encoders import (
     ACTIVATIONS,
+    RATING_MODEL_PARAMS,
     SideInformation,
     SourceEncoder,
     SparseRatingRows,
     build_mlp,
     check_common,
-    check_layers,
     encode_distinct,
     init_dense,
     keep_mask,
     rating_matrix,
 )
-from recbole_ext.utils import check_param, positive_int, unit_interval_float
+from recbole_ext.params import ParamSpec, boolean, choice, int_list, integer, real
 
 
 class DirectTower(nn.Module):
@@ -157,29 +157,34 @@ class NRP(GeneralRecommender):
     """
 
     input_type = InputType.POINTWISE
+    PARAMS = RATING_MODEL_PARAMS | ParamSpec({
+        "encoder_layers": int_list(1),
+        "prediction_layers": int_list(1, last=1),
+        "activation": choice(*ACTIVATIONS),
+        "use_side_info": boolean(),
+        "use_id_embedding": boolean(),
+        "id_embedding_size": integer(1),
+        "mask_target_rating": boolean(),
+        "rating_input_norm": choice("none", "l2"),
+        "rating_input_dropout": real(0, 1, high_open=True).or_none(),
+        "clip_predictions": boolean().or_none(),
+    })
 
     def __init__(self, config, dataset) -> None:
         super().__init__(config, dataset)
         name = type(self).__name__
+        # parameters (a recbole-ext Config has checked them already; a hand-built config has not)
+        self.PARAMS.apply(name, config)
         check_common(name, config, dataset)
         self.LABEL = config["LABEL_FIELD"]
-        layers = check_layers(name, "encoder_layers", config["encoder_layers"])
-        prediction = check_layers(name, "prediction_layers", config["prediction_layers"])
-        check_param(name, "prediction_layers", prediction, lambda v: v[-1] == 1,
-                    "a list of widths ending with the single output unit 1")
-        activation = check_param(name, "activation", config["activation"], ACTIVATIONS)
-        use_side = check_param(name, "use_side_info", config["use_side_info"], [True, False])
-        use_ids = check_param(name, "use_id_embedding", config["use_id_embedding"], [True, False])
-        id_size = check_param(name, "id_embedding_size", config["id_embedding_size"], positive_int,
-                              "a positive int")
-        self.mask_target_rating = check_param(name, "mask_target_rating", config["mask_target_rating"],
-                                              [True, False])
-        norm = check_param(name, "rating_input_norm", config["rating_input_norm"], ["none", "l2"])
-        input_dropout = check_param(name, "rating_input_dropout", config["rating_input_dropout"] or 0.0,
-                                    unit_interval_float, "a probability in [0, 1)")
-        clip = check_param(name, "clip_predictions", config["clip_predictions"] or False, [True, False])
-        fast = check_param(name, "fast_path", True if config["fast_path"] is None else config["fast_path"],
-                           [True, False])
+        layers, prediction = list(config["encoder_layers"]), list(config["prediction_layers"])
+        activation = config["activation"]
+        use_side, use_ids, id_size = config["use_side_info"], config["use_id_embedding"], config["id_embedding_size"]
+        self.mask_target_rating = config["mask_target_rating"]
+        norm = config["rating_input_norm"]
+        input_dropout = config["rating_input_dropout"] or 0.0
+        clip = config["clip_predictions"] or False
+        fast = True if config["fast_path"] is None else config["fast_path"]
 
         ratings = rating_matrix(dataset, self.LABEL)
         user_side = item_side = None
