@@ -132,27 +132,11 @@ def prepare_run(model: str | None = None, dataset: str | None = None,
     trainer = None
     try:
         init_seed(config["seed"], config["reproducibility"])
-        _init_logger(config)
-        logger = getLogger()
-        if isinstance(config, Config):
-            logger.info("config layers, lowest first: " + " < ".join(
-                ["RecBole defaults", *config.loaded_files, "config_dict/command line"]))
-        logger.info(config)
-        if data is None:
-            dataset_obj = create_dataset(config)
-            logger.info(dataset_obj)
-            data = (dataset_obj, *data_preparation(config, dataset_obj))
-        dataset_obj, train_data, valid_data, test_data = data
+        _start_logging(config)
+        dataset_obj, train_data, valid_data, test_data = data or _load_data(config)
         data_seconds = time.perf_counter() - start
-
         init_seed(config["seed"] + global_rank(config), config["reproducibility"])
-        model_obj = build_model(config, train_data._dataset)
-        init_report = None
-        if checkpoint is None:
-            init_report = initialise_embeddings(model_obj, config, train_data._dataset)
-        else:
-            load_model_state(model_obj, checkpoint, dataset=config["dataset"])
-        logger.info(model_obj)
+        model_obj, init_report = _build_run_model(config, train_data._dataset, checkpoint)
         if with_trainer:
             trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
             if resume_file:
@@ -162,6 +146,34 @@ def prepare_run(model: str | None = None, dataset: str | None = None,
         raise
     return PreparedRun(config, dataset_obj, train_data, valid_data, test_data, model_obj, trainer,
                        data_seconds, init_report, outputs)
+
+
+def _start_logging(config) -> None:
+    _init_logger(config)
+    logger = getLogger()
+    if isinstance(config, Config):
+        logger.info("config layers, lowest first: " + " < ".join(
+            ["RecBole defaults", *config.loaded_files, "config_dict/command line"]))
+    logger.info(config)
+
+
+def _load_data(config) -> tuple:
+    """``(dataset, train_data, valid_data, test_data)``."""
+    dataset = create_dataset(config)
+    getLogger().info(dataset)
+    return (dataset, *data_preparation(config, dataset))
+
+
+def _build_run_model(config, train_dataset, checkpoint: dict | None) -> tuple[torch.nn.Module, dict | None]:
+    """The model with the checkpoint's weights, or with its embedding initialiser applied."""
+    model = build_model(config, train_dataset)
+    init_report = None
+    if checkpoint is None:
+        init_report = initialise_embeddings(model, config, train_dataset)
+    else:
+        load_model_state(model, checkpoint, dataset=config["dataset"])
+    getLogger().info(model)
+    return model, init_report
 
 
 @dataclass
