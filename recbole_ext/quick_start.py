@@ -314,8 +314,13 @@ def objective_function(config_dict: dict | None = None, config_file_list: list[s
     can rank the trials (e.g. ``get_best_trial("recall@10", "max")``).
     """
     result = run_recbole_ext(config_dict=config_dict, config_file_list=config_file_list, saved=saved)
-    report_to_ray_tune(result["test_result"] or {})
-    return {key: result[key] for key in RESULT_KEYS} | {"results_file": result.get("results_file")}
+    record = {key: result[key] for key in RESULT_KEYS} | {"results_file": result.get("results_file")}
+    test = result["test_result"] or {}
+    if report_to_ray_tune(test):
+        # Ray reports a function trainable's return value as its last result too: keep the
+        # metrics there, or get_best_trial(metric, scope="last") finds none
+        record |= test
+    return record
 
 
 def report_to_ray_tune(metrics: dict) -> bool:
