@@ -16,6 +16,7 @@ RESULTS_DIR = Path(os.environ.get("RECBOLE_EXT_BENCH_RESULTS", REPO_ROOT / "benc
 QUICK_SUBDIR = "quick"
 RAW_DATA = Path(os.environ.get("RECBOLE_EXT_RAW_DATA", REPO_ROOT.parent / "shared" / "data" / "raw"))
 DATASET_DIR = Path(os.environ.get("RECBOLE_EXT_DATASET_DIR", REPO_ROOT / "dataset"))
+CHECKPOINT_DIR = REPO_ROOT / "saved" / "benchmarks"
 
 
 def use_gpu() -> bool:
@@ -155,22 +156,30 @@ def base_run_config() -> dict:
     """Settings every benchmark run shares: GPU when present, no progress bars, checkpoints
     under ``saved/benchmarks``, data under ``DATASET_DIR``."""
     return {"use_gpu": use_gpu(), "show_progress": False, "state": "INFO",
-            "checkpoint_dir": str(REPO_ROOT / "saved" / "benchmarks"), "data_path": str(DATASET_DIR)}
+            "checkpoint_dir": str(CHECKPOINT_DIR), "data_path": str(DATASET_DIR)}
 
 
 def run_one(model: str, dataset: str, config_dict: dict | None = None, preset: str | None = None,
-            config_file_list: list[str] | None = None) -> dict:
+            config_file_list: list[str] | None = None, resume_folder: Path | None = None) -> dict:
     """One training run through ``run_recbole_ext`` (best-valid checkpoint tested).
 
     The GPU is used when present; on CPU, progress bars are off and logs go to ``log/``.
+    ``resume_folder``: the run keeps its checkpoints there and, when one is already there
+    (a run of hours stopped part-way), continues training from the newest.
     """
     from recbole_ext.quick_start import run_recbole_ext
 
     config = base_run_config() | (config_dict or {})
-    print(f"--> {model} on {dataset} (preset={preset}) {config_dict or ''}", flush=True)
+    resume_file = None
+    if resume_folder is not None:
+        config["checkpoint_dir"] = str(resume_folder)
+        found = sorted(Path(resume_folder).glob("*.pth"), key=lambda path: path.stat().st_mtime)
+        resume_file = str(found[-1]) if found else None
+    print(f"--> {model} on {dataset} (preset={preset}) {config_dict or ''}"
+          f"{f' resuming {resume_file}' if resume_file else ''}", flush=True)
     start = time.perf_counter()
     result = run_recbole_ext(model=model, dataset=dataset, config_dict=config, preset=preset,
-                             config_file_list=config_file_list)
+                             config_file_list=config_file_list, resume_file=resume_file)
     print(f"<-- {model}: test {result['test_result']} in {time.perf_counter() - start:.1f}s", flush=True)
     result.pop("config", None)  # the full config is in the per-run results JSON
     return result

@@ -99,6 +99,9 @@ def _unpack(value: Any) -> Any:
     return matrix.asformat(value["format"])
 
 
+TRAINER_HISTORY = ("epoch_seconds", "valid_seconds", "valid_history")
+
+
 def trainer_checkpoint(trainer, epoch: int) -> dict:
     """The checkpoint of ``trainer`` (a RecBole ``Trainer``) after ``epoch``, in plain data.
 
@@ -115,6 +118,9 @@ def trainer_checkpoint(trainer, epoch: int) -> dict:
         "epoch": epoch,
         "cur_step": trainer.cur_step,
         "best_valid_score": float(trainer.best_valid_score),
+        "best_valid_result": to_plain(trainer.best_valid_result),
+        # a resumed run reports its whole history, not only the epochs after the resume
+        "history": to_plain({name: getattr(trainer, name, []) for name in TRAINER_HISTORY}),
         "sizes": model_sizes(trainer.model),
         "state_dict": trainer.model.state_dict(),
         "other_parameter": pack_other_parameter(trainer.model.other_parameter()),

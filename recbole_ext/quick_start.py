@@ -206,6 +206,7 @@ class RunResult:
         epoch_seconds = getattr(trainer, "epoch_seconds", [])  # decision-tree trainers keep none
         timings = {name: round(value, 3) for name, value in seconds.items()} | {
             "epochs_trained": len(epoch_seconds),
+            "resumed_at_epoch": getattr(trainer, "start_epoch", 0),
             "train_epoch_seconds": [round(s, 3) for s in epoch_seconds],
             "valid_seconds": [round(s, 3) for s in getattr(trainer, "valid_seconds", [])],
         }

@@ -92,7 +92,8 @@ def test_resume_from_checkpoint_and_legacy_checkpoint_needs_trust(tiny_dataset, 
     ckpt = json.loads((tmp_path / "a.json").read_text())["checkpoint"]
     resumed = run_cli(*common, "--epochs=2", "--resume", ckpt, "--results", str(tmp_path / "b.json"))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert json.loads((tmp_path / "b.json").read_text())["timings"]["epochs_trained"] == 1
+    timings = json.loads((tmp_path / "b.json").read_text())["timings"]
+    assert timings["resumed_at_epoch"] == 1 and timings["epochs_trained"] == 2
 
     legacy = tmp_path / "legacy.pth"
     state = torch.load(ckpt, weights_only=True)

@@ -5,17 +5,24 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from recbole_ext import Config, get_model, get_trainer, list_models, load_data_and_model, run_recbole_ext
+from recbole_ext import (
+    Config,
+    get_model,
+    get_trainer,
+    list_models,
+    load_data_and_model,
+    run_recbole_ext,
+)
 from recbole_ext.checkpoint import LegacyCheckpointError, load_checkpoint
 from recbole_ext.config import ConfigError, UnknownConfigKeyWarning, parse_value
 from recbole_ext.data import DatasetNotFoundError
 from recbole_ext.registry import PLUGIN_MODELS, UnknownModelError
 from recbole_ext.trainer.mixin import ExtTrainerMixin
 from recbole_ext.utils import to_plain
-
 
 # --- registry ---------------------------------------------------------------------
 
@@ -248,6 +255,8 @@ def test_to_plain_converts_config_values():
 
     plain = to_plain({"t": ModelType.GENERAL, "d": torch.device("cpu"), "l": (1, 2), 3: None})
     assert plain == {"t": "GENERAL", "d": "cpu", "l": [1, 2], "3": None}
+    # numpy.float64 is a float subclass, yet torch.load(weights_only=True) refuses it
+    assert type(to_plain(np.float64(0.5))) is float and type(to_plain(np.int64(3))) is int
 
 
 def test_results_json_has_timings_and_config(make_config, tmp_path):

@@ -100,5 +100,8 @@ def test_checkpoint_round_trip_and_resume(name, make_config):
     config, model, resumed, (train_data, valid_data, _) = train_pipeline(config_dict)
     resumed.resume_checkpoint(checkpoint)
     assert resumed.start_epoch == 1
+    restored = load_checkpoint(checkpoint, "cpu")["history"]  # before the resumed run overwrites it
     resumed.fit(train_data, valid_data, saved=True, show_progress=False)
-    assert len(resumed.epoch_seconds) == 1, "resume should train only the remaining epoch"
+    # the checkpoint carries the history up to its epoch; only the remaining epoch is trained
+    assert resumed.epoch_seconds[:-1] == restored["epoch_seconds"], "resume should train only the remaining epoch"
+    assert [list(entry) for entry in resumed.valid_history[:len(restored["valid_history"])]] == restored["valid_history"]

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import DATASET_DIR, ResultStore, ensure_converted, mean_std, run_one
+from benchmarks.common import CHECKPOINT_DIR, DATASET_DIR, ResultStore, ensure_converted, mean_std, run_one
 
 MODELS = ["BiasedMF", "DHA", "NRPDHA", "ASDAE", "NRPaSDAE", "NRP"]
 LABELS = {"BiasedMF": "MF", "DHA": "DHA", "NRPDHA": "NRP-DHA", "ASDAE": "aSDAE",
@@ -107,6 +107,7 @@ VARIANT_MODELS = {"MF, weight average": "BiasedMF", "MF, up to 300 epochs": "Bia
                   "NRP-DHA, up to 20 epochs": "NRPDHA", "NRP-aSDAE, up to 20 epochs": "NRPaSDAE"}
 VARIANT_KEYS = {label: f"variant{i}" for i, label in enumerate(VARIANTS, 1)}
 FULL_STOPPING = 3
+RESUME_DIR = CHECKPOINT_DIR / "resume"
 QUICK_EPOCHS = 1
 # --quick checks the pipeline only: one epoch of narrow networks (numbers are not comparable)
 QUICK_SIZES = {"encoder_layers": [32, 16], "prediction_layers": [16, 1], "embedding_size": 16}
@@ -200,7 +201,9 @@ def run_jobs(store: ResultStore, jobs: list[tuple[str, str, int]], quick: bool) 
             dataset, preset = ensure_ml100k(), "nrp-ml-100k"
             if part == "noside":
                 settings["use_side_info"] = False
-        record = summary(run_one(model, dataset, settings, preset=preset))
+        # an ml-1m NRP run takes hours: it keeps its checkpoints apart so a stopped run resumes
+        resume_folder = RESUME_DIR / key.replace("/", "-") if part == "ml1m" else None
+        record = summary(run_one(model, dataset, settings, preset=preset, resume_folder=resume_folder))
         store.add(key, record | {"part": part, "model": model, "label": LABELS.get(label, label), "seed": seed,
                                  "dataset": dataset})
         write_table(store, quick)

@@ -124,6 +124,10 @@ class ExtTrainerMixin:
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
+        # checkpoints from before these entries resume without them
+        self.best_valid_result = checkpoint.get("best_valid_result", self.best_valid_result)
+        for name, values in checkpoint.get("history", {}).items():
+            setattr(self, name, [tuple(v) if name == "valid_history" else v for v in values])
         load_model_state(self.model, checkpoint, resume_file, self.config["dataset"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         if "extra" in checkpoint and hasattr(self, "load_extra_checkpoint_state"):
