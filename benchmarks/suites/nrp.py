@@ -202,7 +202,9 @@ def run_jobs(store: ResultStore, jobs: list[tuple[str, str, int]], quick: bool) 
             if part == "noside":
                 settings["use_side_info"] = False
         # an ml-1m NRP run takes hours: it keeps its checkpoints apart so a stopped run resumes
-        resume_folder = RESUME_DIR / key.replace("/", "-") if part == "ml1m" else None
+        # (--quick apart too: its smaller layers cannot resume a full-size checkpoint)
+        size = "quick" if quick else "full"
+        resume_folder = RESUME_DIR / size / key.replace("/", "-") if part == "ml1m" else None
         record = summary(run_one(model, dataset, settings, preset=preset, resume_folder=resume_folder))
         store.add(key, record | {"part": part, "model": model, "label": LABELS.get(label, label), "seed": seed,
                                  "dataset": dataset})
