@@ -29,6 +29,7 @@ from recbole.utils.case_study import full_sort_scores
 from recbole_ext import load_data_and_model, run_recbole_ext
 from recbole_ext import recommend as rec
 from recbole_ext.recommend import CACHE_SUFFIX, Recommender, RecommendError, recommend, score_pairs
+from recbole_ext.recommend import recommender as recommender_module
 
 SCRIPT = str(REPO_ROOT / "run_recbole_ext.py")
 RANKING = {"metrics": ["Recall", "NDCG"], "topk": [5], "valid_metric": "NDCG@5"}
@@ -354,7 +355,7 @@ def test_cache_is_written_used_and_invalidated(checkpoints, data_root, monkeypat
         raise AssertionError("the dataset was rebuilt although the cache is valid")
 
     with monkeypatch.context() as patch:
-        patch.setattr(rec, "create_dataset", no_reload)
+        patch.setattr(recommender_module, "create_dataset", no_reload)
         cached = recommend(checkpoint, ["1", "2"], topk=4)
     pd.testing.assert_frame_equal(first, fresh)
     pd.testing.assert_frame_equal(cached, fresh)
@@ -362,9 +363,9 @@ def test_cache_is_written_used_and_invalidated(checkpoints, data_root, monkeypat
     inter = data_root / "tiny" / "tiny.inter"
     inter.touch()
     rebuilt = []
-    original = rec.create_dataset
+    original = recommender_module.create_dataset
     with monkeypatch.context() as patch:
-        patch.setattr(rec, "create_dataset", lambda config: rebuilt.append(1) or original(config))
+        patch.setattr(recommender_module, "create_dataset", lambda config: rebuilt.append(1) or original(config))
         recommend(checkpoint, ["1"], topk=2)
         cache.write_bytes(b"not a cache")
         recommend(checkpoint, ["1"], topk=2)

@@ -27,8 +27,11 @@ not the paper's run-to-convergence: at most ``FULL_EPOCHS[model]`` epochs with e
 stopping after ``FULL_STOPPING`` validation epochs without improvement, best validation
 checkpoint tested. Runs go in priority order (see :func:`plan`): NRP-direct and MF first,
 the autoencoder models on seed 2020 only (extra seeds when named in ``--only``); ml-1m only
-with ``--only ml1m`` (hours per run on CPU). A
-stopped suite resumes. On a shared 2-core CPU run with ``OMP_NUM_THREADS=1``.
+with ``--only ml1m`` (hours per run on CPU). A stopped suite resumes: finished runs are
+skipped, and an ml-1m run stopped part-way continues from its last best checkpoint
+(``saved/benchmarks/resume/<size>/<part>-<model>-<seed>/``; the epochs after that checkpoint
+are trained again, and the record keeps the whole epoch history). On a shared 2-core CPU run
+with ``OMP_NUM_THREADS=1``, one process per seed.
 
 Paper numbers (Table 2, ml-100k/ml-1m, mean ± std over 3 splits; Table 5 for no side
 information) are printed beside ours.

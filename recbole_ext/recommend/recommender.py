@@ -1,74 +1,14 @@
-"""Top-k recommendations and pair scores from any checkpoint written by a recbole-ext run.
-
-RecBole's answer to "which items should user X get?", ``recbole.utils.case_study.full_sort_topk``,
-takes internal ids and a test dataloader and only suits full-sort models. Here a checkpoint is
-enough, and ids are the **external** tokens of the atomic files, in and out::
-
-    from recbole_ext.recommend import recommend
-    recs = recommend("saved/BPR-ml-1m-....pth", users=["1", "42"], topk=10)
-    # pandas DataFrame: user_id, rank, item_id, score, cold_start
-
-    python run_recbole_ext.py --recommend saved/BPR-....pth --users 1 42 --topk 10 --output recs.csv
-
-The dataset is rebuilt from the checkpoint's config with the run's seed (so a random split is the
-run's split), and the id maps and histories are exactly those the model was trained with.
-
-**Scores.** Every family goes through the model's own scoring functions:
-
-- ``full_sort_predict`` for one batch of users when the model has it (general models, RecBole's
-  knowledge-aware models, KNI, the explicit-rating models NRP / BiasedMF / the autoencoders,
-  whose scores are predicted ratings, and sequential models);
-- otherwise ``predict`` on every (user, candidate item) pair, user and item features joined as
-  RecBole's dataloaders do, in blocks of ``eval_batch_size`` pairs (e.g. NeuMF, the
-  context-aware models, DIN). A model that needs a field only observed interactions carry
-  cannot rank unseen items; that is reported in one line.
-- KNI's scores average ``n_eval`` random neighbour samplings (its evaluation rule); the torch
-  seed is reset to the run's ``seed`` before each call, so a call is reproducible, but a user's
-  scores depend on which users share the batch.
-
-**History and seen items.** Unless ``include_seen`` is set, a user's *seen* items are left out:
-
-- general, knowledge-aware and rating models: the user's rows of the **training split** rebuilt
-  from the checkpoint's config (RecBole's ``inter_matrix`` of the training split; on labelled
-  data such as KNI's, only the positive rows ``label > 0.5``). ``exclude_known`` also leaves
-  out the user's validation and test interactions (every known interaction).
-- sequential models: the input is the user's **whole known history**, i.e. their interactions
-  in the training, validation and test splits in time order (ties in file order), truncated to
-  the last ``MAX_ITEM_LIST_LENGTH`` items; the seen items are that whole history. Under
-  Devooght's user-disjoint protocol (``devooght_protocol: True``) every user's whole sequence is
-  in one of the three files, so a validation or test user's input is their full sequence (not
-  the first half the evaluation feeds).
-
-**Users without history.** A known user with no training interaction (sequential models: no
-known interaction), e.g. a user listed only in the ``.user`` file, or a KNI user whose training
-rows are all negatives, gets the most popular training items (score = number of training
-interactions) with ``cold_start = True``. An id missing from the dataset raises
-:class:`RecommendError` naming it and a few close ids.
-
-**Speed.** Rebuilding the dataset (RecBole's ``create_dataset`` + ``data_preparation``) is the
-slow part of loading. The first call therefore writes a cache next to the checkpoint
-(``<checkpoint>.recommend-cache``, weights-only torch format, written atomically) holding the
-training split's dataset state, the known history and the id maps; later calls read it if the
-checkpoint, the dataset files and the config overrides are unchanged. A dataset state that
-cannot be stored in plain form, or a model whose scores differ when built from the stored
-state, is simply not cached.
-"""
+"""The :class:`Recommender`: a checkpoint's model with its dataset's id maps and histories
+(see the package docstring for the rules)."""
 
 from __future__ import annotations
 
-import argparse
 import difflib
-import enum
-import importlib
-import io
 import os
 import sys
-import time
-from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable
 from logging import getLogger
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -85,15 +25,20 @@ from recbole_ext.checkpoint import (
 )
 from recbole_ext.data import create_dataset, data_preparation
 from recbole_ext.quick_start import build_model
+from recbole_ext.recommend.cache import (
+    CACHE_SUFFIX,
+    Unpackable,
+    fingerprint,
+    pack_dataset,
+    read_cache,
+    unpack_dataset,
+    write_cache,
+)
 
-CACHE_FORMAT = "recbole-ext-recommend/1"
-CACHE_SUFFIX = ".recommend-cache"
 COLUMNS = ["user_id", "rank", "item_id", "score", "cold_start"]
 PAIR_COLUMNS = ["user_id", "item_id", "score", "seen", "cold_start"]
 # Score-matrix elements (users x items) per scoring batch: bounds memory whatever the item count.
 _SCORE_BLOCK = 1 << 22
-# Dataset modules whose classes a cache may name (a cache never imports anything else).
-_TRUSTED_MODULES = ("recbole.", "recbole_ext.")
 # Users whose close ids are searched in full; beyond it only ids of similar length are compared.
 _CLOSE_ID_POOL = 20000
 
@@ -165,11 +110,11 @@ class Recommender:
         overrides = {"state": "ERROR", "show_progress": False, **(config_overrides or {})}
         config = config_from_checkpoint(ckpt, overrides)
         cache_path = Path(f"{checkpoint}{CACHE_SUFFIX}")
-        fingerprint = _fingerprint(checkpoint, config, config_overrides)
+        key = fingerprint(checkpoint, config, config_overrides)
         if cache:
-            state = _read_cache(cache_path, fingerprint)
+            state = read_cache(cache_path, key)
             if state is not None:
-                dataset = _unpack_dataset(state["dataset"], config)
+                dataset = unpack_dataset(state["dataset"], config)
                 return cls(config, _build_model(ckpt, config, dataset), dataset,
                            _csr_from(state["known"], dataset), state["sequences"])
 
@@ -189,8 +134,27 @@ class Recommender:
         train = train_data._dataset
         recommender = cls(config, _build_model(ckpt, config, train), train, known, sequences)
         if cache:
-            _write_cache(cache_path, fingerprint, recommender, ckpt)
+            recommender._write_cache(cache_path, key, ckpt)
         return recommender
+
+    def _write_cache(self, path: Path, key: dict, ckpt: dict) -> None:
+        """Cache the dataset state when it packs into plain data and rebuilds an identical model."""
+        try:
+            packed = pack_dataset(self.dataset, self.sequential)
+        except Unpackable as err:
+            getLogger().info(f"recommend cache not written: {err}")
+            return
+        state = {"fingerprint": key, "dataset": packed,
+                 "known": {"indptr": torch.from_numpy(self.known.indptr.astype(np.int64)),
+                           "indices": torch.from_numpy(self.known.indices.astype(np.int64))},
+                 "sequences": self.sequences}
+
+        def rebuilds_same(restored: dict) -> bool:
+            copy = unpack_dataset(restored["dataset"], self.config)
+            return _same_scores(self, Recommender(self.config, _build_model(ckpt, self.config, copy), copy,
+                                                  _csr_from(restored["known"], copy), restored["sequences"]))
+
+        write_cache(path, state, rebuilds_same)
 
     # -------------------------------------------------------------------------- ids
     def user_ids(self, users: Iterable) -> np.ndarray:
@@ -457,75 +421,6 @@ def _csr_from(state: dict, dataset: Dataset) -> sp.csr_matrix:
     return matrix
 
 
-# ---------------------------------------------------------------------------------- cache
-def _fingerprint(checkpoint, config, overrides: dict | None) -> dict:
-    """What the cached dataset state depends on: the checkpoint file, the dataset's files (size
-    and modification time) and the overrides."""
-    import recbole
-
-    from recbole_ext.utils import to_plain
-
-    stat = os.stat(checkpoint)
-    folder = Path(config["data_path"])
-    files = sorted(folder.glob(f"{config['dataset']}.*")) if folder.is_dir() else []
-    return {"format": CACHE_FORMAT, "recbole": recbole.__version__,
-            "checkpoint": [stat.st_size, stat.st_mtime_ns],
-            "data": [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files],
-            "overrides": to_plain(overrides or {})}
-
-
-def _read_cache(path: Path, fingerprint: dict) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - an unreadable cache is rebuilt, never fatal
-        getLogger().warning(f"recommend cache {path} unreadable ({err}); rebuilding it")
-        return None
-    if state.get("fingerprint") != fingerprint:
-        return None
-    return state
-
-
-def _write_cache(path: Path, fingerprint: dict, recommender: Recommender, ckpt: dict) -> None:
-    """Store the dataset state if it packs into plain data and rebuilds an identical model."""
-    dataset = recommender.dataset
-    try:
-        packed = _pack_dataset(dataset, recommender.sequential)
-    except _Unpackable as err:
-        getLogger().info(f"recommend cache not written: {err}")
-        return
-    known = recommender.known
-    state = {"fingerprint": fingerprint, "dataset": packed,
-             "known": {"indptr": torch.from_numpy(known.indptr.astype(np.int64)),
-                       "indices": torch.from_numpy(known.indices.astype(np.int64))},
-             "sequences": recommender.sequences}
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    restored = torch.load(buffer, map_location="cpu", weights_only=True)
-    try:
-        copy = _unpack_dataset(restored["dataset"], recommender.config)
-        same = _same_scores(recommender, Recommender(
-            recommender.config, _build_model(ckpt, recommender.config, copy), copy,
-            _csr_from(restored["known"], copy), restored["sequences"]))
-    except Exception as err:  # noqa: BLE001 - e.g. a model that reads a dropped column
-        getLogger().info(f"recommend cache not written: the stored dataset state does not rebuild "
-                         f"the model ({type(err).__name__}: {err})")
-        return
-    if not same:
-        getLogger().info("recommend cache not written: the model built from the stored dataset "
-                         "state scores differently")
-        return
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_bytes(buffer.getvalue())
-        os.replace(tmp, path)  # readers never see a half-written cache
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        getLogger().warning(f"recommend cache not written to {path}: {err}")
-
-
 def _same_scores(first: Recommender, second: Recommender, n_users: int = 16) -> bool:
     uids = np.flatnonzero(first.has_history)[:n_users]
     if not np.array_equal(first.has_history, second.has_history):
@@ -541,266 +436,3 @@ def _same_scores(first: Recommender, second: Recommender, n_users: int = 16) -> 
             except RecommendError:
                 return True  # the model cannot rank at all: nothing a cache could change
     return torch.equal(scores[0], scores[1])
-
-
-class _Unpackable(TypeError):
-    """A dataset attribute with no plain (weights-only) form."""
-
-
-_SKIPPED = {"config", "logger"}
-_TAG = "__recbole_ext_recommend__"
-
-
-def _pack_dataset(dataset: Dataset, sequential: bool) -> dict:
-    """The training split's attributes in weights-only form (config and logger are re-attached).
-
-    The augmented ``*_list`` columns of a sequential training split are dropped: they are large,
-    rebuilt from nothing here, and no model reads them at construction time (the cache is only
-    kept when the model built from it scores exactly like the original).
-    """
-    attrs = dict(vars(dataset))
-    if sequential and isinstance(attrs.get("inter_feat"), Interaction):
-        suffix = dataset.config["LIST_SUFFIX"]
-        length = getattr(dataset, "item_list_length_field", None)
-        kept = {k: v for k, v in attrs["inter_feat"].interaction.items()
-                if not k.endswith(suffix) and k != length}
-        attrs["inter_feat"] = Interaction(kept)
-    cls = type(dataset)
-    return {"class": f"{cls.__module__}:{cls.__qualname__}",
-            "attrs": {name: _pack(value, name) for name, value in attrs.items() if name not in _SKIPPED}}
-
-
-def _unpack_dataset(packed: dict, config) -> Dataset:
-    module_name, _, qualname = packed["class"].partition(":")
-    if not module_name.startswith(_TRUSTED_MODULES):
-        raise RecommendError(f"recommend cache names dataset class {packed['class']}, which is "
-                             "neither RecBole's nor recbole-ext's; delete the cache file")
-    cls = getattr(importlib.import_module(module_name), qualname)
-    if not (isinstance(cls, type) and issubclass(cls, Dataset)):
-        raise RecommendError(f"recommend cache names {packed['class']}, which is not a dataset class")
-    dataset = cls.__new__(cls)
-    dataset.__dict__.update({name: _unpack(value) for name, value in packed["attrs"].items()})
-    dataset.config = config
-    dataset.logger = getLogger()
-    return dataset
-
-
-def _pack(value: Any, where: str) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, (bool, int, float, torch.Tensor)):
-        return value
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, enum.Enum):
-        return {_TAG: "enum", "class": _class_name(type(value), where), "name": value.name}
-    if isinstance(value, Interaction):
-        return {_TAG: "interaction", "data": dict(value.interaction)}
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind in "biuf":
-            return {_TAG: "ndarray", "data": torch.from_numpy(np.ascontiguousarray(value))}
-        if value.dtype.kind == "U" or (value.dtype == object and all(isinstance(v, str) for v in value.flat)):
-            return {_TAG: "strings", "dtype": value.dtype.str, "shape": list(value.shape),
-                    "data": [str(v) for v in value.flat]}
-        raise _Unpackable(f"{where}: array of dtype {value.dtype}")
-    if type(value) is list:
-        return [_pack(v, where) for v in value]
-    if type(value) in (tuple, set):
-        return {_TAG: type(value).__name__, "items": [_pack(v, where) for v in value]}
-    if isinstance(value, dict):
-        return _pack_mapping(value, where)
-    raise _Unpackable(f"{where}: {type(value).__module__}.{type(value).__qualname__}")
-
-
-def _pack_mapping(value: dict, where: str) -> dict:
-    """Plain dicts, OrderedDict, defaultdict of a builtin factory, and Counter subclasses of
-    RecBole/recbole-ext (with their attributes, e.g. ``ItemPopularity.num_items``)."""
-    cls = type(value)
-    if not (cls in (dict, OrderedDict, defaultdict) or issubclass(cls, Counter)):
-        raise _Unpackable(f"{where}: mapping {cls.__module__}.{cls.__qualname__}")
-    keys = [k.item() if isinstance(k, np.generic) else k for k in value]
-    if not all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in keys):
-        raise _Unpackable(f"{where}: mapping with a key that is not a str or an int")
-    out = {_TAG: "dict", "class": _class_name(cls, where), "keys": keys,
-           "values": [_pack(v, f"{where}[{k!r}]") for k, v in zip(keys, value.values())]}
-    if cls is defaultdict:
-        if value.default_factory not in (None, *_FACTORIES.values()):
-            raise _Unpackable(f"{where}: defaultdict factory {value.default_factory}")
-        out["factory"] = getattr(value.default_factory, "__name__", None)
-    if getattr(value, "__dict__", None):
-        out["attrs"] = {k: _pack(v, f"{where}.{k}") for k, v in vars(value).items()}
-    return out
-
-
-def _class_name(cls: type, where: str) -> str:
-    if cls.__module__ not in _TRUSTED_BUILTINS and not cls.__module__.startswith(_TRUSTED_MODULES):
-        raise _Unpackable(f"{where}: {cls.__module__}.{cls.__qualname__}")
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
-_FACTORIES = {f.__name__: f for f in (list, dict, set, int, float)}
-_TRUSTED_BUILTINS = ("builtins", "collections")
-
-
-def _unpack(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_unpack(v) for v in value]
-    if not (isinstance(value, dict) and _TAG in value):
-        return value
-    tag = value[_TAG]
-    if tag == "ndarray":
-        return value["data"].numpy()
-    if tag == "strings":
-        return np.array(value["data"], dtype=np.dtype(value["dtype"])).reshape(value["shape"])
-    if tag == "interaction":
-        return Interaction(value["data"])
-    if tag in ("tuple", "set"):
-        return (tuple if tag == "tuple" else set)(_unpack(v) for v in value["items"])
-    if tag == "enum":
-        return _trusted_class(value["class"])[value["name"]]
-    if tag == "dict":
-        cls = _trusted_class(value["class"])
-        items = zip(value["keys"], (_unpack(v) for v in value["values"]))
-        if cls is defaultdict:
-            out = defaultdict(_FACTORIES.get(value["factory"]), items)
-        elif cls in (dict, OrderedDict):
-            out = cls(items)
-        elif issubclass(cls, Counter):
-            out = cls.__new__(cls)
-            dict.update(out, items)  # Counter(...) would count the pairs instead
-        else:
-            raise RecommendError(f"recommend cache names mapping {value['class']}; delete the cache file")
-        for name, attr in value.get("attrs", {}).items():
-            setattr(out, name, _unpack(attr))
-        return out
-    raise RecommendError(f"recommend cache holds an unknown entry '{tag}'; delete the cache file")
-
-
-def _trusted_class(spec: str) -> type:
-    module_name, _, qualname = spec.partition(":")
-    if module_name not in _TRUSTED_BUILTINS and not module_name.startswith(_TRUSTED_MODULES):
-        raise RecommendError(f"recommend cache names class {spec}; delete the cache file")
-    return getattr(importlib.import_module(module_name), qualname)
-
-
-# ---------------------------------------------------------------------------------- CLI
-def add_recommend_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``--recommend`` options to ``run_recbole_ext.py``'s parser."""
-    group = parser.add_argument_group(
-        "recommendations", "top-k items per user, or pair scores, from a saved checkpoint "
-        "(external ids of the atomic files; see recbole_ext/recommend.py)")
-    group.add_argument("--recommend", metavar="CHECKPOINT", help="checkpoint to recommend from")
-    who = group.add_mutually_exclusive_group()
-    who.add_argument("--users", nargs="+", metavar="USER", help="external user ids")
-    who.add_argument("--users-file", metavar="FILE", help="file of user ids, one per line")
-    who.add_argument("--all-users", action="store_true", help="every user of the dataset")
-    who.add_argument("--pairs", metavar="FILE",
-                     help="score the (user_id, item_id) rows of a CSV/TSV file with a header "
-                          "instead (predicted ratings for rating models)")
-    # a string, because without --recommend ``--topk=[10]`` is RecBole's config key
-    group.add_argument("--topk", metavar="K", default=None, help="items per user (default 10)")
-    group.add_argument("--output", metavar="FILE",
-                       help="write .csv or .jsonl (one JSON object per row); default: CSV on stdout")
-    group.add_argument("--include-seen", action="store_true",
-                       help="keep the items of the user's history (training items; sequential: the input)")
-    group.add_argument("--exclude-known", action="store_true",
-                       help="also leave out the user's validation and test interactions")
-    group.add_argument("--no-cache", action="store_true",
-                       help="neither read nor write <CHECKPOINT>.recommend-cache")
-
-
-def recommend_main(args: argparse.Namespace, overrides: dict | None = None) -> int:
-    """Run the ``--recommend`` command; returns the exit status. Errors raise ValueError subclasses."""
-    if not args.recommend:
-        raise RecommendError("--users/--users-file/--all-users/--pairs need --recommend CHECKPOINT")
-    topk = _parse_topk(args.topk)
-    output = Path(args.output) if args.output else None
-    if output is not None and output.suffix.lower() not in (".csv", ".jsonl"):
-        raise RecommendError(f"--output {output}: the file name must end in .csv or .jsonl")
-    if args.pairs:
-        pairs = read_pairs(args.pairs)
-    elif args.users:
-        users = args.users
-    elif args.users_file:
-        users = read_users(args.users_file)
-    elif not args.all_users:
-        raise RecommendError("--recommend needs --users U1 U2 ..., --users-file FILE, --all-users or --pairs FILE")
-    start = time.perf_counter()
-    recommender = Recommender.from_checkpoint(args.recommend, overrides,
-                                              trust_legacy=args.trust_legacy_checkpoint,
-                                              cache=not args.no_cache)
-    if args.pairs:
-        frame = recommender.score_pairs(pairs)
-        what = f"{len(frame)} pair scores"
-    else:
-        frame = recommender.recommend(None if args.all_users else users, topk,
-                                      include_seen=args.include_seen, exclude_known=args.exclude_known,
-                                      show_progress=args.all_users)
-        what = f"top-{topk} of {frame['user_id'].nunique()} users ({int(frame['cold_start'].sum())} " \
-               "cold-start rows)"
-    write_frame(frame, output)
-    sys.stdout.flush()
-    where = f" to {output}" if output else ""
-    print(f"{what}{where} in {time.perf_counter() - start:.2f}s", file=sys.stderr)
-    return 0
-
-
-def _parse_topk(value: str | None) -> int:
-    if value is None:
-        return 10
-    try:
-        topk = int(value)
-    except ValueError:
-        topk = 0
-    if topk < 1:
-        raise RecommendError(f"--topk must be a positive int, got '{value}'")
-    return topk
-
-
-def read_users(path: str | os.PathLike) -> list[str]:
-    """User ids of a file, one per line; blank lines, '#' comments and a ``user_id`` header skipped."""
-    lines = _read_text(path).splitlines()
-    users = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    if users and users[0].split(":")[0] == "user_id":
-        users = users[1:]
-    if not users:
-        raise RecommendError(f"{path}: no user ids (expected one id per line)")
-    return users
-
-
-def read_pairs(path: str | os.PathLike) -> pd.DataFrame:
-    """(user, item) rows of a CSV or TSV file whose header names ``user_id`` and ``item_id``
-    (RecBole's ``user_id:token`` form is accepted)."""
-    text = _read_text(path)
-    first = text.splitlines()[0] if text.strip() else ""
-    sep = "\t" if "\t" in first else ","
-    frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
-    frame.columns = [str(c).split(":")[0].strip() for c in frame.columns]
-    missing = [c for c in ("user_id", "item_id") if c not in frame.columns]
-    if missing:
-        raise RecommendError(f"{path}:1: the header must name user_id and item_id; got "
-                             f"{', '.join(frame.columns) or 'nothing'}")
-    return frame[["user_id", "item_id"]]
-
-
-def _read_text(path: str | os.PathLike) -> str:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"file not found: {path}")
-    return path.read_text()
-
-
-def write_frame(frame: pd.DataFrame, output: Path | None) -> None:
-    """Write ``frame`` as CSV (stdout when ``output`` is None) or JSON lines, atomically."""
-    if output is None:
-        frame.to_csv(sys.stdout, index=False)
-        return
-    text = (frame.to_json(orient="records", lines=True) if output.suffix.lower() == ".jsonl"
-            else frame.to_csv(index=False))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, output)  # a reader never sees a half-written file
-    finally:
-        tmp.unlink(missing_ok=True)
