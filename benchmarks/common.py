@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -183,6 +184,22 @@ def run_one(model: str, dataset: str, config_dict: dict | None = None, preset: s
     print(f"<-- {model}: test {result['test_result']} in {time.perf_counter() - start:.1f}s", flush=True)
     result.pop("config", None)  # the full config is in the per-run results JSON
     return result
+
+
+def ensure_ml100k() -> str:
+    """RecBole's bundled ml-100k atomic files (.inter, .user, .item) under ``dataset/ml-100k``.
+
+    Files already there are kept (an older copy may hold the interactions only).
+    """
+    import recbole
+
+    source = Path(recbole.__file__).parent / "dataset_example" / "ml-100k"
+    target = DATASET_DIR / "ml-100k"
+    target.mkdir(parents=True, exist_ok=True)
+    for suffix in ("inter", "user", "item"):
+        if not (target / f"ml-100k.{suffix}").is_file():
+            shutil.copy(source / f"ml-100k.{suffix}", target / f"ml-100k.{suffix}")
+    return "ml-100k"
 
 
 def ensure_converted(fmt: str, raw_subdir: str, name: str, **options: Any) -> str:

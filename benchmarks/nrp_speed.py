@@ -132,8 +132,7 @@ def _drop_tree(path: Path) -> None:
 
 def _ensure_data(quick: bool) -> Path:
     sys.path.insert(0, str(REPO_ROOT))
-    from benchmarks.common import DATASET_DIR, ensure_converted
-    from benchmarks.suites.nrp import ensure_ml100k
+    from benchmarks.common import DATASET_DIR, ensure_converted, ensure_ml100k
 
     ensure_converted("movielens", "ml-1m", "ml-1m")
     ensure_ml100k()

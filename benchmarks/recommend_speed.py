@@ -97,7 +97,8 @@ def baseline(checkpoint: str, output: str, batch: int) -> None:
 
     from recbole_ext.compat import load_checkpoint
     from recbole_ext.data import create_dataset, data_preparation
-    from recbole_ext.quick_start import config_from_checkpoint, model_from_checkpoint
+    from recbole_ext.config import config_from_checkpoint
+    from recbole_ext.quick_start import model_from_checkpoint
 
     # recbole_ext.load_data_and_model, step by step to time its parts
     start = time.perf_counter()
@@ -140,7 +141,7 @@ def phases(checkpoint: str, output: str) -> None:
     warnings.filterwarnings("ignore")
     import recbole_ext.recommend as rec
     from recbole_ext.compat import load_checkpoint
-    from recbole_ext.quick_start import config_from_checkpoint
+    from recbole_ext.config import config_from_checkpoint
 
     imported = time.perf_counter()
     config_from_checkpoint(load_checkpoint(checkpoint), {"state": "ERROR"})

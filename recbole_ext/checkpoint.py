@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from recbole_ext.config import Config
 from recbole_ext.utils import to_plain
 
 CHECKPOINT_FORMAT = "recbole-ext/1"
@@ -242,16 +241,3 @@ def checkpoint_sizes(ckpt: dict) -> dict:
 
 def _describe(sizes: dict) -> str:
     return ", ".join(f"{count} {key}" for key, count in sizes.items()) or "counts not recorded"
-
-
-def config_from_checkpoint(ckpt: dict, overrides: dict | None = None):
-    """The run's config rebuilt from a loaded checkpoint (ours, or RecBole's pickled Config),
-    with ``overrides`` on top (e.g. another evaluation protocol for the same weights)."""
-    if isinstance(ckpt.get("config"), dict):
-        return Config(model=ckpt["model"], dataset=ckpt["dataset"],
-                      config_dict={**ckpt["external_config"], **(overrides or {})},
-                      preset=ckpt.get("preset"))
-    config = ckpt["config"]
-    for key, value in (overrides or {}).items():
-        config[key] = value
-    return config

@@ -42,6 +42,7 @@ from recbole_ext.model.init import EMBEDDING_INIT_PARAMS
 from recbole_ext.params import CORE_PARAMS
 from recbole_ext.plugin import register_with_recbole
 from recbole_ext.registry import get_model
+from recbole_ext.utils import global_rank
 
 
 def _properties_dir() -> Path:
@@ -297,13 +298,25 @@ class Config(RecBoleConfig):
         return {k: v for k, v in self.external_config_dict.items() if k not in _DDP_KEYS}
 
 
-def global_rank(config) -> int:
-    """This process's rank in the whole DDP group (0 outside DDP): ``local_rank + offset``."""
-    return (config["local_rank"] or 0) + (config["offset"] or 0)
-
-
 def _first(layers: list[dict], key: str) -> Any:
     for layer in layers:
         if layer.get(key) is not None:
             return layer[key]
     return None
+
+
+def config_from_checkpoint(ckpt: dict, overrides: dict | None = None):
+    """The run's config rebuilt from a loaded checkpoint (ours, or RecBole's pickled Config),
+    with ``overrides`` on top (e.g. another evaluation protocol for the same weights).
+
+    Ours records the model, dataset, preset and the run's external config
+    (:func:`recbole_ext.checkpoint.trainer_checkpoint`), from which the same layers are rebuilt.
+    """
+    if isinstance(ckpt.get("config"), dict):
+        return Config(model=ckpt["model"], dataset=ckpt["dataset"],
+                      config_dict={**ckpt["external_config"], **(overrides or {})},
+                      preset=ckpt.get("preset"))
+    config = ckpt["config"]
+    for key, value in (overrides or {}).items():
+        config[key] = value
+    return config

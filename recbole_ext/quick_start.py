@@ -22,16 +22,12 @@ from typing import Any
 import torch
 from recbole.utils import init_logger, init_seed
 
-from recbole_ext.checkpoint import (
-    config_from_checkpoint,
-    load_checkpoint,
-    load_model_state,
-)
-from recbole_ext.config import Config, global_rank
+from recbole_ext.checkpoint import load_checkpoint, load_model_state
+from recbole_ext.config import Config, config_from_checkpoint
 from recbole_ext.data import create_dataset, data_preparation
 from recbole_ext.model.repairs import complete_recbole_model
 from recbole_ext.registry import get_model, get_trainer
-from recbole_ext.utils import to_plain
+from recbole_ext.utils import global_rank, to_plain
 
 RESULT_KEYS = ("model", "best_valid_score", "valid_score_bigger", "best_valid_result", "test_result")
 

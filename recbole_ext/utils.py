@@ -23,3 +23,8 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, (list, tuple, set)):
         return [to_plain(v) for v in value]
     return str(value)
+
+
+def global_rank(config) -> int:
+    """This process's rank in the whole DDP group (0 outside DDP): ``local_rank + offset``."""
+    return (config["local_rank"] or 0) + (config["offset"] or 0)

@@ -17,7 +17,8 @@ from recbole.utils import ModelType
 
 from contract_settings import MODEL_OVERRIDES
 from recbole_ext import prepare_run
-from recbole_ext.checkpoint import config_from_checkpoint, load_checkpoint
+from recbole_ext.checkpoint import load_checkpoint
+from recbole_ext.config import config_from_checkpoint
 from recbole_ext import get_model, load_data_and_model, run_recbole_ext
 from recbole_ext.registry import PLUGIN_MODELS
 

@@ -39,12 +39,10 @@ information) are printed beside ours.
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import CHECKPOINT_DIR, DATASET_DIR, ResultStore, ensure_converted, mean_std, run_one
+from benchmarks.common import CHECKPOINT_DIR, ResultStore, ensure_converted, ensure_ml100k, mean_std, run_one
 
 MODELS = ["BiasedMF", "DHA", "NRPDHA", "ASDAE", "NRPaSDAE", "NRP"]
 LABELS = {"BiasedMF": "MF", "DHA": "DHA", "NRPDHA": "NRP-DHA", "ASDAE": "aSDAE",
@@ -114,22 +112,6 @@ RESUME_DIR = CHECKPOINT_DIR / "resume"
 QUICK_EPOCHS = 1
 # --quick checks the pipeline only: one epoch of narrow networks (numbers are not comparable)
 QUICK_SIZES = {"encoder_layers": [32, 16], "prediction_layers": [16, 1], "embedding_size": 16}
-
-
-def ensure_ml100k() -> str:
-    """RecBole's bundled ml-100k atomic files (.inter, .user, .item) under ``dataset/ml-100k``.
-
-    Files already there are kept (another suite may have copied the interactions only).
-    """
-    import recbole
-
-    source = Path(recbole.__file__).parent / "dataset_example" / "ml-100k"
-    target = DATASET_DIR / "ml-100k"
-    target.mkdir(parents=True, exist_ok=True)
-    for suffix in ("inter", "user", "item"):
-        if not (target / f"ml-100k.{suffix}").is_file():
-            shutil.copy(source / f"ml-100k.{suffix}", target / f"ml-100k.{suffix}")
-    return "ml-100k"
 
 
 def summary(result: dict) -> dict:

@@ -54,7 +54,6 @@ git-ignored ``benchmarks/results/quick/rnncce/``. Runs use
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -63,7 +62,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import DATASET_DIR, ResultStore, ensure_converted, pyplot, run_one, save_figure
+from benchmarks.common import DATASET_DIR, ResultStore, ensure_converted, ensure_ml100k, pyplot, run_one, save_figure
 
 SEED = 2020
 SEED_TABLE = {  # kwonmha README, ML-1M, @10 in %: (sps, recall)
@@ -115,17 +114,6 @@ DEVOOGHT_OUTPUTS = {  # row label -> (preset output, overrides, dims run)
 SWEEP_LABEL = re.compile(r"d(50|100|200)-tied-t(\d+(?:\.\d+)?)g(\d+(?:\.\d+)?)")
 DEVOOGHT_LABELS = {"untied": "untied", "tied": "tied + KL", "tied-nokl": "tied, no KL",
                    "tied-tgrad": "tied + KL, target grad"}
-
-
-def ensure_ml100k() -> str:
-    """RecBole's bundled ml-100k interactions under ``dataset/ml-100k``."""
-    import recbole
-
-    target = DATASET_DIR / "ml-100k" / "ml-100k.inter"
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(Path(recbole.__file__).parent / "dataset_example" / "ml-100k" / "ml-100k.inter", target)
-    return "ml-100k"
 
 
 def ensure_devooght_ml1m(n_train_users: int | None) -> str:
@@ -347,7 +335,7 @@ VIEWED_SOURCES = ("devooght-paper", "devooght-long")  # parts whose runs ``viewe
 
 def _retest(ckpt: dict, exclude_viewed: bool, loaders: dict) -> dict:
     """Test metrics of a checkpoint's weights; ``loaders`` caches the data per protocol."""
-    from recbole_ext.checkpoint import config_from_checkpoint
+    from recbole_ext.config import config_from_checkpoint
     from recbole_ext.quick_start import prepare_run
 
     config = config_from_checkpoint(ckpt, {"exclude_viewed": exclude_viewed, "state": "ERROR",

@@ -18,11 +18,8 @@ from recbole.data.dataset import Dataset
 from recbole.data.interaction import Interaction
 from recbole.utils import ModelType, init_seed
 
-from recbole_ext.checkpoint import (
-    config_from_checkpoint,
-    load_checkpoint,
-    load_model_state,
-)
+from recbole_ext.checkpoint import load_checkpoint, load_model_state
+from recbole_ext.config import config_from_checkpoint
 from recbole_ext.data import create_dataset, data_preparation
 from recbole_ext.quick_start import build_model
 from recbole_ext.recommend.cache import (

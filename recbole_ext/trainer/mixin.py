@@ -35,8 +35,7 @@ from recbole_ext.checkpoint import (
     save_checkpoint,
     trainer_checkpoint,
 )
-from recbole_ext.config import global_rank
-from recbole_ext.utils import to_plain
+from recbole_ext.utils import global_rank, to_plain
 
 
 class ExtTrainerMixin:
