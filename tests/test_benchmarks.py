@@ -119,3 +119,22 @@ def test_gpu_check_quick_runs_what_it_can_without_a_gpu(tmp_path):
     if not torch.cuda.is_available():
         assert table.startswith("# GPU check (no GPU: CPU only)") and records["contract"]["status"] == "skipped"
         assert records["ddp"]["world_size"] == 2
+
+
+def test_a_run_stopped_part_way_resumes_from_its_folder(tmp_path, tiny_dataset, monkeypatch):
+    """Long benchmark runs (NRP on ml-1m) keep checkpoints apart and continue where they stopped."""
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    monkeypatch.chdir(tmp_path)  # the run's log/ and saved/ folders
+    from benchmarks import common
+
+    data_root, name = tiny_dataset
+    monkeypatch.setattr(common, "DATASET_DIR", data_root)
+    folder = tmp_path / "resume" / "ml1m-BiasedMF-2020"
+    settings = {"seed": 2020, "stopping_step": 5, "checkpoint_dir": str(tmp_path)}
+    first = common.run_one("BiasedMF", name, {**settings, "epochs": 1}, resume_folder=folder)
+    assert first["timings"]["resumed_at_epoch"] == 0 and len(list(folder.glob("*.pth"))) == 1
+    second = common.run_one("BiasedMF", name, {**settings, "epochs": 3}, resume_folder=folder)
+    assert second["timings"]["resumed_at_epoch"] == 1
+    # the whole history, not only the epochs after the resume
+    assert second["timings"]["epochs_trained"] == 3 and len(second["valid_history"]) == 3
+    assert second["timings"]["train_epoch_seconds"][0] == first["timings"]["train_epoch_seconds"][0]

@@ -16,6 +16,8 @@ Parts (``--only`` takes part names, model names or variant keys ``variant1``...)
   the ``nrp-ml-100k-averaged`` preset (a moving average of the weights, with and without
   dropout on the training rating vectors); and MF with the average or run up to 300 epochs
   (``VARIANT_MODELS``). Every seed.
+- ``table`` (only alone): rewrite ``runs.md`` from ``runs.json`` and the resume checkpoints of
+  ml-1m runs in progress, training nothing.
 - ``speed`` (only alone): training speed of the NRP family against the baseline commit
   (:mod:`benchmarks.nrp_speed`), ``results/nrp/speed.{json,md}``.
 - ``ml1m``: ml-1m converted by ``dataset_atomic movielens`` from ``../shared/data/raw/ml-1m``,
@@ -218,14 +220,17 @@ def write_table(store: ResultStore, quick: bool) -> None:
             params = f"{np.mean([r['n_params'] for r in records]) / 1e6:.2f}M"
             seconds = _agg(records, "sec_per_epoch").split(" ±")[0]
             epochs = "/".join(str(r["epochs_trained"]) for r in sorted(records, key=lambda r: r["seed"]))
+            trained = VARIANT_MODELS.get(model, "NRP") if part == "variants" else model
+            budget = {**settings_for(trained, quick, part), **VARIANTS.get(model, {})}["epochs"]
             rows.append([dataset, "no" if part == "noside" else "yes", LABELS.get(model, model), len(records),
                          _agg(records, "rmse"), _agg(records, "prec25", 100), _agg(records, "prec25_incl", 100),
                          _agg(records, "prec10", 100), _agg(records, "prec10_incl", 100),
-                         _agg(records, "mae"), params, seconds, epochs, paper[0], paper[1], paper[2], paper[3]])
+                         _agg(records, "mae"), params, seconds, budget, epochs, paper[0], paper[1], paper[2], paper[3]])
     size = (f"quick (pipeline check only): {QUICK_EPOCHS} epoch, one seed, narrow networks {QUICK_SIZES}"
             if quick else
-            f"full, an epoch budget: at most {FULL_EPOCHS} epochs per model, early stopping after "
-            f"{FULL_STOPPING} epochs without a better validation RMSE, best validation checkpoint tested")
+            f"full, an epoch budget per row (column 'epoch budget'; ml-100k {FULL_EPOCHS}, ml-1m "
+            f"{ML1M_EPOCHS}), early stopping after {FULL_STOPPING} epochs without a better validation RMSE, "
+            f"best validation checkpoint tested")
     notes = f"""
 Size: {size}. Each seed draws its own random 80/10/10 split of all ratings and its own initial
 weights (RecBole `RS` split, `RO` order); "± std" is the population std over the seeds.
@@ -262,15 +267,40 @@ is in `runs.json` (`valid_history`).
 Command: `OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python -m benchmarks nrp{' --quick' if quick else ''}`
 (`--only table2 noside variants ml1m`, model names or variant keys `variant1`...; `--seeds` to change the seeds).
 """
+    notes += runs_in_progress(store, quick)
     header = ["dataset", "side info", "model", "seeds", "RMSE", "prec@25% (%)", "prec@25% incl. (%)",
               "prec@10% (%)", "prec@10% incl. (%)", "MAE",
-              "params", "s/epoch (ours)", "epochs", "paper RMSE", "paper prec (%)", "paper params",
+              "params", "s/epoch (ours)", "epoch budget", "epochs", "paper RMSE", "paper prec (%)", "paper params",
               "paper s/epoch"]
     store.write_markdown("NRP family on MovieLens (seed 003, arXiv:2010.06070, Tables 2 and 5)",
                          header, rows, notes)
 
 
+def runs_in_progress(store: ResultStore, quick: bool) -> str:
+    """Validation RMSE by epoch of the ml-1m runs stopped part-way (their resume checkpoints)."""
+    from recbole_ext.checkpoint import load_checkpoint
+
+    finished = {key.replace("/", "-") for key in store.records}
+    lines = []
+    for folder in sorted((RESUME_DIR / ("quick" if quick else "full")).glob("*")):
+        found = sorted(folder.glob("*.pth"), key=lambda path: path.stat().st_mtime)
+        if not found or folder.name in finished:
+            continue
+        ckpt = load_checkpoint(found[-1], "cpu")
+        history = [entry[1]["rmse"] for entry in ckpt.get("history", {}).get("valid_history", [])]
+        if history:
+            lines.append(f"- `{folder.name}`: best validation RMSE {min(history):.4f} after epoch "
+                         f"{history.index(min(history)) + 1}; by epoch: {', '.join(f'{v:.4f}' for v in history)}")
+    if not lines:
+        return ""
+    return ("\nml-1m runs not finished when this table was written (`python -m benchmarks nrp --only ml1m` "
+            "resumes each from the checkpoint of its best epoch so far):\n" + "\n".join(lines) + "\n")
+
+
 def main(args) -> None:
+    if args.only == ["table"]:  # rewrite the table from the stored records, training nothing
+        write_table(ResultStore("nrp", "runs", quick=args.quick, resume=True), args.quick)
+        return
     if args.only == ["speed"]:  # the training-speed comparison with the baseline commit
         from benchmarks import nrp_speed
 
