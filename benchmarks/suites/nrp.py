@@ -22,6 +22,8 @@ Parts (``--only`` takes part names, model names or variant keys ``variant1``...)
   (:mod:`benchmarks.nrp_speed`), ``results/nrp/speed.{json,md}``.
 - ``ml1m``: ml-1m converted by ``dataset_atomic movielens`` from ``../shared/data/raw/ml-1m``,
   presets ``nrp-ml-1m[-<model>]`` (Table 6's ml-1m rows, encoders [1000, 500, 300, 100]).
+- ``ml1m-averaged``: NRP-direct on ml-1m with preset ``nrp-ml-1m-averaged`` (the additions of
+  ``nrp-ml-100k-averaged``, RMSprop instead of Table 6's SGD); only when named in ``--only``.
 
 Sizes. ``--quick`` checks the pipeline only: one seed, one epoch of narrow networks
 (``QUICK_SIZES``), ml-1m with MF and NRP-direct only. The full size is an *epoch budget*,
@@ -81,6 +83,8 @@ ML1M_EPOCHS = {"BiasedMF": 300, "NRP": 30, **{m: 10 for m in AUTOENCODERS}}
 # variant label -> settings on top of the table2 preset (part ``variants``); the model is
 # NRP-direct unless VARIANT_MODELS names another
 AVERAGED_PRESET = "nrp-ml-100k-averaged"
+ML1M_AVERAGED_PRESET = "nrp-ml-1m-averaged"
+ML1M_PARTS = ("ml1m", "ml1m-averaged")
 
 
 def preset_additions(preset: str, base: str = "nrp-ml-100k") -> dict:
@@ -158,7 +162,9 @@ def plan(quick: bool, seeds: list[int] | None, only: list[str] | None) -> list[t
         if only is not None and "ml1m" in only:  # hours per run on CPU: only when asked for
             jobs += [("ml1m", m, s) for s in seeds for m in direct]
             jobs += [("ml1m", m, s) for s in (seeds if named else first) for m in encoders]
-    parts = [p for p in ("table2", "noside", "variants", "ml1m") if only and p in only]
+        if only is not None and "ml1m-averaged" in only:
+            jobs += [("ml1m-averaged", "NRP", s) for s in seeds]
+    parts = [p for p in ("table2", "noside", "variants", *ML1M_PARTS) if only and p in only]
     models = [m for m in MODELS if only and m in only]
     variants = [label for label, key in VARIANT_KEYS.items() if only and key in only]
     if variants:
@@ -170,7 +176,7 @@ def plan(quick: bool, seeds: list[int] | None, only: list[str] | None) -> list[t
 def settings_for(model: str, quick: bool, part: str = "table2") -> dict:
     if quick:
         return {"epochs": QUICK_EPOCHS, "stopping_step": QUICK_EPOCHS, **QUICK_SIZES}
-    budget = ML1M_EPOCHS if part == "ml1m" else FULL_EPOCHS
+    budget = ML1M_EPOCHS if part in ML1M_PARTS else FULL_EPOCHS
     return {"epochs": budget[model], "stopping_step": FULL_STOPPING}
 
 
@@ -181,9 +187,9 @@ def run_jobs(store: ResultStore, jobs: list[tuple[str, str, int]], quick: bool) 
         if store.done(key):
             continue
         settings = {"seed": seed, **settings_for(model, quick, part), **VARIANTS.get(label, {})}
-        if part == "ml1m":
+        if part in ML1M_PARTS:
             dataset = ensure_converted("movielens", "ml-1m", "ml-1m")
-            preset = ML1M_PRESETS[model]
+            preset = ML1M_AVERAGED_PRESET if part == "ml1m-averaged" else ML1M_PRESETS[model]
         else:
             dataset, preset = ensure_ml100k(), "nrp-ml-100k"
             if part == "noside":
@@ -191,7 +197,7 @@ def run_jobs(store: ResultStore, jobs: list[tuple[str, str, int]], quick: bool) 
         # an ml-1m NRP run takes hours: it keeps its checkpoints apart so a stopped run resumes
         # (--quick apart too: its smaller layers cannot resume a full-size checkpoint)
         size = "quick" if quick else "full"
-        resume_folder = RESUME_DIR / size / key.replace("/", "-") if part == "ml1m" else None
+        resume_folder = RESUME_DIR / size / key.replace("/", "-") if part in ML1M_PARTS else None
         record = summary(run_one(model, dataset, settings, preset=preset, resume_folder=resume_folder))
         store.add(key, record | {"part": part, "model": model, "label": LABELS.get(label, label), "seed": seed,
                                  "dataset": dataset})
@@ -206,7 +212,7 @@ def _agg(records: list[dict], key: str, scale: float = 1.0) -> str:
 def write_table(store: ResultStore, quick: bool) -> None:
     rows = []
     for part, dataset in (("table2", "ml-100k"), ("noside", "ml-100k"), ("variants", "ml-100k"),
-                          ("ml1m", "ml-1m")):
+                          ("ml1m", "ml-1m"), ("ml1m-averaged", "ml-1m")):
         for model in (VARIANTS if part == "variants" else MODELS):
             records = [r for r in store.records.values()
                        if r["part"] == part and r.get("label" if part == "variants" else "model") == model]
@@ -222,7 +228,8 @@ def write_table(store: ResultStore, quick: bool) -> None:
             epochs = "/".join(str(r["epochs_trained"]) for r in sorted(records, key=lambda r: r["seed"]))
             trained = VARIANT_MODELS.get(model, "NRP") if part == "variants" else model
             budget = {**settings_for(trained, quick, part), **VARIANTS.get(model, {})}["epochs"]
-            rows.append([dataset, "no" if part == "noside" else "yes", LABELS.get(model, model), len(records),
+            label = LABELS.get(model, model) + (f" ({ML1M_AVERAGED_PRESET})" if part == "ml1m-averaged" else "")
+            rows.append([dataset, "no" if part == "noside" else "yes", label, len(records),
                          _agg(records, "rmse"), _agg(records, "prec25", 100), _agg(records, "prec25_incl", 100),
                          _agg(records, "prec10", 100), _agg(records, "prec10_incl", 100),
                          _agg(records, "mae"), params, seconds, budget, epochs, paper[0], paper[1], paper[2], paper[3]])
@@ -265,7 +272,7 @@ models past the table's 3-epoch budget to early stopping (first seed only). Vali
 is in `runs.json` (`valid_history`).
 
 Command: `OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python -m benchmarks nrp{' --quick' if quick else ''}`
-(`--only table2 noside variants ml1m`, model names or variant keys `variant1`...; `--seeds` to change the seeds).
+(`--only table2 noside variants ml1m ml1m-averaged`, model names or variant keys `variant1`...; `--seeds` to change the seeds).
 """
     notes += runs_in_progress(store, quick)
     header = ["dataset", "side info", "model", "seeds", "RMSE", "prec@25% (%)", "prec@25% incl. (%)",
@@ -293,7 +300,7 @@ def runs_in_progress(store: ResultStore, quick: bool) -> str:
                          f"{history.index(min(history)) + 1}; by epoch: {', '.join(f'{v:.4f}' for v in history)}")
     if not lines:
         return ""
-    return ("\nml-1m runs not finished when this table was written (`python -m benchmarks nrp --only ml1m` "
+    return ("\nml-1m runs not finished when this table was written (`python -m benchmarks nrp --only <part>` "
             "resumes each from the checkpoint of its best epoch so far):\n" + "\n".join(lines) + "\n")
 
 
