@@ -133,6 +133,10 @@ def test_a_run_stopped_part_way_resumes_from_its_folder(tmp_path, tiny_dataset, 
     settings = {"seed": 2020, "stopping_step": 5, "checkpoint_dir": str(tmp_path)}
     first = common.run_one("BiasedMF", name, {**settings, "epochs": 1}, resume_folder=folder)
     assert first["timings"]["resumed_at_epoch"] == 0 and len(list(folder.glob("*.pth"))) == 1
+    from recbole_ext.checkpoint import load_checkpoint
+
+    saved = load_checkpoint(next(folder.glob("*.pth")), "cpu")
+    assert saved["best_valid_result"] == first["best_valid_result"]
     second = common.run_one("BiasedMF", name, {**settings, "epochs": 3}, resume_folder=folder)
     assert second["timings"]["resumed_at_epoch"] == 1
     # the whole history, not only the epochs after the resume

@@ -107,6 +107,9 @@ class ExtTrainerMixin:
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         if not self.config["single_spec"] and global_rank(self.config) != 0:
             return
+        if self.valid_history and self.valid_history[-1][0] == len(self.epoch_seconds):
+            # RecBole saves before it records the new best result: the validation just run is it
+            self.best_valid_result = self.valid_history[-1][1]
         path = save_checkpoint(trainer_checkpoint(self, epoch),
                                kwargs.pop("saved_model_file", self.saved_model_file))
         if verbose:
