@@ -43,10 +43,18 @@ information) are printed beside ours.
 
 from __future__ import annotations
 
-
 import numpy as np
 
-from benchmarks.common import CHECKPOINT_DIR, ResultStore, ensure_converted, ensure_ml100k, mean_std, run_one
+from benchmarks.common import (
+    CHECKPOINT_DIR,
+    ResultStore,
+    ensure_converted,
+    ensure_ml100k,
+    mean_std,
+    pyplot,
+    run_one,
+    save_figure,
+)
 
 MODELS = ["BiasedMF", "DHA", "NRPDHA", "ASDAE", "NRPaSDAE", "NRP"]
 LABELS = {"BiasedMF": "MF", "DHA": "DHA", "NRPDHA": "NRP-DHA", "ASDAE": "aSDAE",
@@ -274,7 +282,10 @@ is in `runs.json` (`valid_history`).
 Command: `OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python -m benchmarks nrp{' --quick' if quick else ''}`
 (`--only table2 noside variants ml1m ml1m-averaged`, model names or variant keys `variant1`...; `--seeds` to change the seeds).
 """
-    notes += runs_in_progress(store, quick)
+    histories = unfinished_histories(store, quick)
+    notes += runs_in_progress(histories)
+    if not quick:
+        plot_ml1m_curves(store, histories)
     header = ["dataset", "side info", "model", "seeds", "RMSE", "prec@25% (%)", "prec@25% incl. (%)",
               "prec@10% (%)", "prec@10% incl. (%)", "MAE",
               "params", "s/epoch (ours)", "epoch budget", "epochs", "paper RMSE", "paper prec (%)", "paper params",
@@ -283,12 +294,12 @@ Command: `OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python -m benchmarks nrp{' --quick
                          header, rows, notes)
 
 
-def runs_in_progress(store: ResultStore, quick: bool) -> str:
-    """Validation RMSE by epoch of the ml-1m runs stopped part-way (their resume checkpoints)."""
+def unfinished_histories(store: ResultStore, quick: bool) -> dict[str, list[float]]:
+    """Validation RMSE by epoch of the ml-1m runs not finished yet, from their resume checkpoints."""
     from recbole_ext.checkpoint import load_checkpoint
 
     finished = {key.replace("/", "-") for key in store.records}
-    lines = []
+    histories = {}
     for folder in sorted((RESUME_DIR / ("quick" if quick else "full")).glob("*")):
         found = sorted(folder.glob("*.pth"), key=lambda path: path.stat().st_mtime)
         if not found or folder.name in finished:
@@ -296,12 +307,42 @@ def runs_in_progress(store: ResultStore, quick: bool) -> str:
         ckpt = load_checkpoint(found[-1], "cpu")
         history = [entry[1]["rmse"] for entry in ckpt.get("history", {}).get("valid_history", [])]
         if history:
-            lines.append(f"- `{folder.name}`: best validation RMSE {min(history):.4f} after epoch "
-                         f"{history.index(min(history)) + 1}; by epoch: {', '.join(f'{v:.4f}' for v in history)}")
-    if not lines:
+            histories[folder.name] = history
+    return histories
+
+
+def runs_in_progress(histories: dict[str, list[float]]) -> str:
+    if not histories:
         return ""
+    lines = [f"- `{name}`: best validation RMSE {min(h):.4f} after epoch {h.index(min(h)) + 1}; "
+             f"by epoch: {', '.join(f'{v:.4f}' for v in h)}" for name, h in histories.items()]
     return ("\nml-1m runs not finished when this table was written (`python -m benchmarks nrp --only <part>` "
             "resumes each from the checkpoint of its best epoch so far):\n" + "\n".join(lines) + "\n")
+
+
+def plot_ml1m_curves(store: ResultStore, histories: dict[str, list[float]]) -> None:
+    """Validation RMSE by epoch of the ml-1m NRP runs (finished or not) against MF and the paper."""
+    curves = {f"{key.replace('/', '-')}": r["valid_history"] for key, r in store.records.items()
+              if r["part"] in ML1M_PARTS and r["model"] != "BiasedMF" and r.get("valid_history")}
+    curves.update(histories)
+    if not curves:
+        return
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, history in sorted(curves.items()):
+        part, model, seed = name.rsplit("-", 2)
+        preset = ML1M_AVERAGED_PRESET if part == "ml1m-averaged" else ML1M_PRESETS[model]
+        ax.plot(range(1, len(history) + 1), history, marker="o", markersize=3, label=f"{preset}, seed {seed}")
+    mf = [r["valid_rmse"] for r in store.records.values() if r["part"] == "ml1m" and r["model"] == "BiasedMF"]
+    if mf:
+        ax.axhline(float(np.mean(mf)), color="grey", linestyle="--",
+                   label=f"MF to convergence, best validation (mean of {len(mf)})")
+    ax.axhline(0.851, color="black", linestyle=":", label="paper NRP-direct test RMSE (0.851)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation RMSE")
+    ax.set_title("NRP-direct on ML-1M: validation RMSE by epoch")
+    ax.legend(fontsize=7)
+    save_figure(fig, store.path("ml1m-curves.png"))
 
 
 def main(args) -> None:
