@@ -160,6 +160,12 @@ def base_run_config() -> dict:
             "checkpoint_dir": str(CHECKPOINT_DIR), "data_path": str(DATASET_DIR)}
 
 
+def newest_checkpoint(folder: Path) -> Path | None:
+    """The most recently written ``*.pth`` of ``folder`` (None when there is none)."""
+    found = sorted(folder.glob("*.pth"), key=lambda path: path.stat().st_mtime)
+    return found[-1] if found else None
+
+
 def run_one(model: str, dataset: str, config_dict: dict | None = None, preset: str | None = None,
             config_file_list: list[str] | None = None, resume_folder: Path | None = None) -> dict:
     """One training run through ``run_recbole_ext`` (best-valid checkpoint tested).
@@ -174,8 +180,8 @@ def run_one(model: str, dataset: str, config_dict: dict | None = None, preset: s
     resume_file = None
     if resume_folder is not None:
         config["checkpoint_dir"] = str(resume_folder)
-        found = sorted(Path(resume_folder).glob("*.pth"), key=lambda path: path.stat().st_mtime)
-        resume_file = str(found[-1]) if found else None
+        newest = newest_checkpoint(Path(resume_folder))
+        resume_file = str(newest) if newest else None
     print(f"--> {model} on {dataset} (preset={preset}) {config_dict or ''}"
           f"{f' resuming {resume_file}' if resume_file else ''}", flush=True)
     start = time.perf_counter()

@@ -43,6 +43,8 @@ information) are printed beside ours.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from benchmarks.common import (
@@ -51,6 +53,7 @@ from benchmarks.common import (
     ensure_converted,
     ensure_ml100k,
     mean_std,
+    newest_checkpoint,
     pyplot,
     run_one,
     save_figure,
@@ -203,10 +206,8 @@ def run_jobs(store: ResultStore, jobs: list[tuple[str, str, int]], quick: bool) 
             if part == "noside":
                 settings["use_side_info"] = False
         # an ml-1m NRP run takes hours: it keeps its checkpoints apart so a stopped run resumes
-        # (--quick apart too: its smaller layers cannot resume a full-size checkpoint)
-        size = "quick" if quick else "full"
-        resume_folder = RESUME_DIR / size / key.replace("/", "-") if part in ML1M_PARTS else None
-        record = summary(run_one(model, dataset, settings, preset=preset, resume_folder=resume_folder))
+        folder = resume_folder(key, quick) if part in ML1M_PARTS else None
+        record = summary(run_one(model, dataset, settings, preset=preset, resume_folder=folder))
         store.add(key, record | {"part": part, "model": model, "label": LABELS.get(label, label), "seed": seed,
                                  "dataset": dataset})
         write_table(store, quick)
@@ -294,17 +295,27 @@ Command: `OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python -m benchmarks nrp{' --quick
                          header, rows, notes)
 
 
+def resume_folder(key: str, quick: bool) -> Path:
+    """Where run ``key`` keeps its checkpoints (--quick apart: its smaller layers cannot resume a
+    full-size checkpoint)."""
+    return _resume_root(quick) / key.replace("/", "-")
+
+
+def _resume_root(quick: bool) -> Path:
+    return RESUME_DIR / ("quick" if quick else "full")
+
+
 def unfinished_histories(store: ResultStore, quick: bool) -> dict[str, list[float]]:
     """Validation RMSE by epoch of the ml-1m runs not finished yet, from their resume checkpoints."""
     from recbole_ext.checkpoint import load_checkpoint
 
-    finished = {key.replace("/", "-") for key in store.records}
+    finished = {resume_folder(key, quick).name for key in store.records}
     histories = {}
-    for folder in sorted((RESUME_DIR / ("quick" if quick else "full")).glob("*")):
-        found = sorted(folder.glob("*.pth"), key=lambda path: path.stat().st_mtime)
-        if not found or folder.name in finished:
+    for folder in sorted(_resume_root(quick).glob("*")):
+        newest = newest_checkpoint(folder)
+        if newest is None or folder.name in finished:
             continue
-        ckpt = load_checkpoint(found[-1], "cpu")
+        ckpt = load_checkpoint(newest, "cpu")
         history = [entry[1]["rmse"] for entry in ckpt.get("history", {}).get("valid_history", [])]
         if history:
             histories[folder.name] = history
@@ -322,7 +333,7 @@ def runs_in_progress(histories: dict[str, list[float]]) -> str:
 
 def plot_ml1m_curves(store: ResultStore, histories: dict[str, list[float]]) -> None:
     """Validation RMSE by epoch of the ml-1m NRP runs (finished or not) against MF and the paper."""
-    curves = {f"{key.replace('/', '-')}": r["valid_history"] for key, r in store.records.items()
+    curves = {resume_folder(key, False).name: r["valid_history"] for key, r in store.records.items()
               if r["part"] in ML1M_PARTS and r["model"] != "BiasedMF" and r.get("valid_history")}
     curves.update(histories)
     if not curves:
