@@ -32,11 +32,13 @@ from recbole_ext.utils import global_rank, to_plain
 RESULT_KEYS = ("model", "best_valid_score", "valid_score_bigger", "best_valid_result", "test_result")
 
 
-def _init_logger(config) -> None:
-    # RecBole's init_logger creates ./log/<Model> with a check-then-mkdir that races when
-    # DDP ranks start together (FileExistsError); create it first, idempotently.
+def _make_output_folders(config, with_trainer: bool) -> None:
+    # RecBole's logger and trainer create ./log/<Model> and checkpoint_dir with a check-then-mkdir
+    # that races when DDP ranks start together (FileExistsError in whichever rank loses); create
+    # them first, idempotently, so RecBole's check always finds them.
     os.makedirs(os.path.join("log", config["model"]), exist_ok=True)
-    init_logger(config)
+    if with_trainer:
+        os.makedirs(config["checkpoint_dir"], exist_ok=True)
 
 
 def build_model(config, train_dataset) -> torch.nn.Module:
@@ -128,6 +130,7 @@ def prepare_run(model: str | None = None, dataset: str | None = None,
     trainer = None
     try:
         init_seed(config["seed"], config["reproducibility"])
+        _make_output_folders(config, with_trainer)
         _start_logging(config)
         dataset_obj, train_data, valid_data, test_data = data or _load_data(config)
         data_seconds = time.perf_counter() - start
@@ -145,7 +148,7 @@ def prepare_run(model: str | None = None, dataset: str | None = None,
 
 
 def _start_logging(config) -> None:
-    _init_logger(config)
+    init_logger(config)
     logger = getLogger()
     if isinstance(config, Config):
         logger.info("config layers, lowest first: " + " < ".join(

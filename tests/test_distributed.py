@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -49,6 +50,23 @@ def check_one_group(tmp_path, model: str) -> dict:
     assert data["world_size"] == 2 and data["timings"]["epochs_trained"] == 1
     assert data["config"]["single_spec"] is False
     return data
+
+
+def test_output_folders_do_not_race_between_ranks(make_config, monkeypatch):
+    """RecBole creates ./log/<Model> and checkpoint_dir by "exists? else makedirs"; ranks that start
+    together can both see "missing", and the loser's makedirs raises FileExistsError. Here every
+    RecBole makedirs loses that race: the folder appears just before it runs."""
+    import recbole.utils.utils as recbole_utils
+
+    def makedirs_after_another_rank(path, *args, **kwargs):
+        os.makedirs(path, exist_ok=True)
+        raise FileExistsError(17, "File exists", path)
+
+    monkeypatch.setattr(recbole_utils, "os", SimpleNamespace(path=os.path, makedirs=makedirs_after_another_rank))
+    from recbole_ext import prepare_run
+
+    run = prepare_run(config_dict=make_config(model="BPR", checkpoint_dir="saved/nested"))
+    assert run.trainer is not None and os.path.isdir("saved/nested") and os.path.isdir("log/BPR")
 
 
 @pytest.mark.slow
