@@ -160,9 +160,9 @@ def base_run_config() -> dict:
             "checkpoint_dir": str(CHECKPOINT_DIR), "data_path": str(DATASET_DIR)}
 
 
-def newest_checkpoint(folder: Path) -> Path | None:
-    """The most recently written ``*.pth`` of ``folder`` (None when there is none)."""
-    found = sorted(folder.glob("*.pth"), key=lambda path: path.stat().st_mtime)
+def newest_checkpoint(folder: Path, pattern: str = "*.pth") -> Path | None:
+    """The most recently written checkpoint of ``folder`` matching ``pattern`` (None when there is none)."""
+    found = sorted(folder.glob(pattern), key=lambda path: path.stat().st_mtime)
     return found[-1] if found else None
 
 

@@ -41,17 +41,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import DATASET_DIR, REPO_ROOT, ResultStore, ensure_converted
-CHECKPOINT_DIR = REPO_ROOT / "saved" / "benchmarks" / "recommend"
+from benchmarks.common import CHECKPOINT_DIR as BENCHMARK_CHECKPOINTS
+from benchmarks.common import DATASET_DIR, REPO_ROOT, ResultStore, ensure_converted, newest_checkpoint
+
+CHECKPOINT_DIR = BENCHMARK_CHECKPOINTS / "recommend"
 SCRIPT = REPO_ROOT / "run_recbole_ext.py"
 TOPK = 10
 
 
 def train_checkpoint(fresh: bool) -> str:
     """The newest BPR ML-1M checkpoint under ``saved/benchmarks/recommend`` (trained if none)."""
-    existing = sorted(CHECKPOINT_DIR.glob("BPR-ml-1m-*.pth"), key=lambda p: p.stat().st_mtime)
+    existing = newest_checkpoint(CHECKPOINT_DIR, "BPR-ml-1m-*.pth")
     if existing and not fresh:
-        return str(existing[-1])
+        return str(existing)
     from recbole_ext.quick_start import run_recbole_ext
 
     ensure_converted("movielens", "ml-1m", "ml-1m")
@@ -95,10 +97,10 @@ def baseline(checkpoint: str, output: str, batch: int) -> None:
     from recbole.utils import init_seed
     from recbole.utils.case_study import full_sort_topk
 
-    from recbole_ext.compat import load_checkpoint
-    from recbole_ext.data import create_dataset, data_preparation
+    from recbole_ext.checkpoint import load_checkpoint, load_model_state
     from recbole_ext.config import config_from_checkpoint
-    from recbole_ext.quick_start import model_from_checkpoint
+    from recbole_ext.data import create_dataset, data_preparation
+    from recbole_ext.quick_start import build_model
 
     # recbole_ext.load_data_and_model, step by step to time its parts
     start = time.perf_counter()
@@ -111,7 +113,9 @@ def baseline(checkpoint: str, output: str, batch: int) -> None:
     train_data, valid_data, _ = data_preparation(config, dataset)
     prepared = time.perf_counter()
     init_seed(config["seed"], config["reproducibility"])
-    model = model_from_checkpoint(ckpt, config, train_data._dataset).eval()
+    model = build_model(config, train_data._dataset)
+    load_model_state(model, ckpt, checkpoint, config["dataset"])
+    model.eval()
     loaded = time.perf_counter()
     uids = np.arange(1, dataset.user_num)
     users, items, scores = [], [], []
@@ -140,7 +144,7 @@ def phases(checkpoint: str, output: str) -> None:
 
     warnings.filterwarnings("ignore")
     import recbole_ext.recommend as rec
-    from recbole_ext.compat import load_checkpoint
+    from recbole_ext.checkpoint import load_checkpoint
     from recbole_ext.config import config_from_checkpoint
 
     imported = time.perf_counter()

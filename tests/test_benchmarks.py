@@ -142,3 +142,25 @@ def test_a_run_stopped_part_way_resumes_from_its_folder(tmp_path, tiny_dataset, 
     # the whole history, not only the epochs after the resume
     assert second["timings"]["epochs_trained"] == 3 and len(second["valid_history"]) == 3
     assert second["timings"]["train_epoch_seconds"][0] == first["timings"]["train_epoch_seconds"][0]
+
+
+def test_recommend_speed_entry_points_agree_with_recommend(make_config, tmp_path, capsys, monkeypatch):
+    """The subprocesses of ``python -m benchmarks recommend`` (RecBole's case-study loop and the
+    cached phases) run on a checkpoint and give the lists ``recommend`` gives."""
+    import pandas as pd
+
+    from recbole_ext import run_recbole_ext
+    from recbole_ext.recommend import recommend
+
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    from benchmarks import recommend_speed
+
+    checkpoint = run_recbole_ext(config_dict=make_config(model="BPR"))["checkpoint"]
+    recbole_loop, cached = tmp_path / "recbole.csv", tmp_path / "ours.csv"
+    recommend_speed.baseline(checkpoint, str(recbole_loop), 7)
+    recommend_speed.phases(checkpoint, str(cached))
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()[-2:]]
+    assert printed[0]["create_dataset_seconds"] > 0 and printed[1]["score_and_rank"] > 0
+    ours = recommend(checkpoint, topk=recommend_speed.TOPK)
+    assert len(pd.read_csv(cached)) == len(ours)
+    assert recommend_speed.same_lists(cached, recbole_loop)["same_set"] == ours["user_id"].nunique()
